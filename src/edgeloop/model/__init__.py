@@ -1,0 +1,44 @@
+"""The definitions: flags, variants, rules, segments, experiments; loading and validation."""
+
+from .conditions import All, AnyOf, Clock, Compare, Condition, Not, SegmentRef
+from .document import dump_flags, flagset_to_raw
+from .errors import FlagsValidationError, ValidationIssue
+from .flags import (
+    Channel,
+    Experiment,
+    ExperimentMetrics,
+    Flag,
+    FlagSet,
+    FlagState,
+    Metadata,
+    Prerequisite,
+    Rule,
+    ValueType,
+)
+from .loader import load_flags, load_flags_file
+
+__all__ = [
+    "All",
+    "AnyOf",
+    "Channel",
+    "Clock",
+    "Compare",
+    "Condition",
+    "Experiment",
+    "ExperimentMetrics",
+    "Flag",
+    "FlagSet",
+    "FlagState",
+    "FlagsValidationError",
+    "Metadata",
+    "Not",
+    "Prerequisite",
+    "Rule",
+    "SegmentRef",
+    "ValidationIssue",
+    "ValueType",
+    "dump_flags",
+    "flagset_to_raw",
+    "load_flags",
+    "load_flags_file",
+]
