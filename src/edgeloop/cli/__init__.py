@@ -205,5 +205,175 @@ def demo(
     )
 
 
+# services -----------------------------------------------------------------------------------
+
+DataDir = Annotated[
+    Path, typer.Option("--data-dir", envvar="EDGELOOP_DATA_DIR", help="Where state is kept.")
+]
+Host = Annotated[str, typer.Option(help="Address to listen on.")]
+
+
+@app.command()
+def up(
+    data_dir: DataDir = Path(".edgeloop"),
+    host: Host = "127.0.0.1",
+    control_port: Annotated[int, typer.Option(help="Control-plane port.")] = 8700,
+    edge_port: Annotated[int, typer.Option(help="Edge port.")] = 8701,
+) -> None:
+    """Control plane + one edge in one process, SQLite under --data-dir: no other server needed."""
+    from . import services
+
+    plane = services.open_control(data_dir)
+    token = plane.bootstrap_admin(time.time())
+    node = services.open_edge(data_dir, plane.signer.public_key)
+    source = services.local_source(plane)
+
+    def ready() -> None:
+        out.print(f"control plane  http://{host}:{control_port}   (API docs: /docs)")
+        out.print(f"edge           http://{host}:{edge_port}   (decide: POST /v1/decide)")
+        out.print(f"data           {data_dir}/   snapshot version {node.version}")
+        if token:
+            out.print(f"admin token    {token}")
+            out.print("               shown once: store it now (it is kept only as a hash)")
+
+    services.run(
+        services.serve_all(
+            [
+                services.Service(services.create_control_app(plane), host, control_port),
+                services.Service(services.create_edge_app(node), host, edge_port),
+            ],
+            background=[lambda: node.run_sync(source)],
+            on_ready=ready,
+        )
+    )
+
+
+@app.command()
+def control(
+    data_dir: DataDir = Path(".edgeloop"),
+    host: Host = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
+) -> None:
+    """The control plane alone (edges connect with `edgeloop edge`)."""
+    from . import services
+
+    plane = services.open_control(data_dir)
+    token = plane.bootstrap_admin(time.time())
+
+    def ready() -> None:
+        out.print(f"control plane  http://{host}:{port}")
+        out.print(f"public key     {plane.signer.public_key}")
+        if token:
+            out.print(f"admin token    {token}   (shown once)")
+
+    services.run(
+        services.serve_all(
+            [services.Service(services.create_control_app(plane), host, port)], on_ready=ready
+        )
+    )
+
+
+@app.command()
+def edge(
+    control_url: Annotated[
+        str, typer.Option("--control", envvar="EDGELOOP_CONTROL", help="Control-plane URL.")
+    ],
+    token: Annotated[str, typer.Option(envvar="EDGELOOP_TOKEN", help="An edge-role token.")],
+    public_key: Annotated[
+        str, typer.Option(envvar="EDGELOOP_PUBLIC_KEY", help="The control plane's public key.")
+    ],
+    data_dir: DataDir = Path(".edgeloop-edge"),
+    host: Host = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8701,
+) -> None:
+    """An edge node that syncs snapshots from a control plane and serves decisions."""
+    from . import services
+
+    try:
+        node = services.open_edge(data_dir, public_key)
+    except ValueError as exc:
+        err.print(f"--public-key: {exc}")
+        raise typer.Exit(2) from None
+    source = services.http_source(node, control_url, token)
+
+    def ready() -> None:
+        out.print(f"edge  http://{host}:{port}   serving version {node.version or '(none yet)'}")
+
+    services.run(
+        services.serve_all(
+            [services.Service(services.create_edge_app(node), host, port)],
+            background=[lambda: node.run_sync(source)],
+            on_ready=ready,
+        )
+    )
+
+
+flags_app = typer.Typer(help="Change flags on a running control plane.", no_args_is_help=True)
+app.add_typer(flags_app, name="flags")
+
+ControlUrl = Annotated[
+    str, typer.Option("--control", envvar="EDGELOOP_CONTROL", help="Control-plane URL.")
+]
+Token = Annotated[str, typer.Option(envvar="EDGELOOP_TOKEN", help="API token.")]
+
+
+def _call(method: str, url: str, token: str, **kwargs: Any) -> Any:
+    import httpx
+
+    try:
+        response = httpx.request(
+            method, url, headers={"Authorization": f"Bearer {token}"}, timeout=30, **kwargs
+        )
+    except httpx.HTTPError as exc:
+        err.print(f"cannot reach {url}: {exc}")
+        raise typer.Exit(1) from None
+    body = (
+        response.json()
+        if response.headers.get("content-type", "").startswith("application/json")
+        else {}
+    )
+    if response.status_code == 422 and "errors" in body:
+        for e in body["errors"]:
+            err.print(e["text"], markup=False, highlight=False)
+        raise typer.Exit(1)
+    if response.status_code >= 400:
+        err.print(f"{response.status_code}: {body.get('detail', response.text)}")
+        raise typer.Exit(1)
+    return body
+
+
+@flags_app.command("push")
+def flags_push(
+    file: Annotated[Path, typer.Argument(help="Flags-as-code file (YAML or JSON).")],
+    control_url: ControlUrl = "http://127.0.0.1:8700",
+    token: Token = "",
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
+) -> None:
+    """Replace the live flags with FILE (validated by the control plane)."""
+    text = _read(file)
+    body = _call(
+        "PUT",
+        control_url.rstrip("/") + "/v1/document",
+        token,
+        content=text.encode("utf-8"),
+        params={"reason": reason},
+    )
+    out.print(f"pushed {file}: snapshot version {body['version']}")
+
+
+@flags_app.command("kill")
+def flags_kill(
+    key: Annotated[str, typer.Argument(help="Flag key.")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")],
+    control_url: ControlUrl = "http://127.0.0.1:8700",
+    token: Token = "",
+) -> None:
+    """Turn a flag off everywhere (state DISABLED in a new snapshot)."""
+    body = _call(
+        "POST", control_url.rstrip("/") + f"/v1/flags/{key}/kill", token, json={"reason": reason}
+    )
+    out.print(f"killed {key}: snapshot version {body['version']}")
+
+
 def main() -> None:
     app()

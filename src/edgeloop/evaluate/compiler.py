@@ -133,15 +133,20 @@ def _compare_expr(src: _Source, cond: Compare) -> str:
             return f"(({t} := {read}) is not None and {match})"
         return f"(({t} := {read}) is not None and not {match})"
     if op in ("in", "not_in"):
-        # The class check keeps unhashable values out of the set and True apart from 1.
-        kinds = {type(v) for v in value}
-        members = src.const(frozenset(value))
-        if kinds == {str}:
-            inside = f"(({t} := {read}).__class__ is str and {t} in {members})"
-        else:
-            inside = (
-                f"(({t} := {read}).__class__ in {src.const(tuple(kinds))} and {t} in {members})"
-            )
+        # 'in' is 'eq' to any member: one set per kind, each behind a class check that keeps
+        # unhashable values out and True apart from 1 (in a mixed set, 1 would find True).
+        groups = (
+            ("{t}.__class__ is str", [v for v in value if v.__class__ is str]),
+            ("{t}.__class__ in _NUMBER", [v for v in value if v.__class__ in _NUMBER and v == v]),
+            ("{t}.__class__ is bool", [v for v in value if v.__class__ is bool]),
+        )
+        tests = [
+            f"{check.format(t=t)} and {t} in {src.const(frozenset(members))}"
+            for check, members in groups
+            if members
+        ] or ["False"]
+        tests[0] = tests[0].replace(f"{t}.__class__", f"({t} := {read}).__class__", 1)
+        inside = "(" + " or ".join(f"({test})" for test in tests) + ")"
         if op == "in":
             return inside
         return f"({read} is not None and not {inside})"
@@ -248,6 +253,8 @@ def _emit_split(
         src.emit(depth + 1, f"{unit} = {_attr_read(src, flag.bucket_by)}")
     else:
         src.emit(depth + 1, f"{unit} = ctx[{src.const(flag.bucket_by)}]")
+    src.emit(depth + 1, f"if not {unit}:")  # "" hashes fine but is a missing key (so is 0 ...
+    src.emit(depth + 2, "raise TypeError")  # ... until the normalizer turns it into "0")
     src.emit(depth + 1, f"_h0 = _hash128({unit}, {src.const(lane_seed(seed, 0))})")
     src.emit(depth, "except (KeyError, TypeError):")
     src.emit(depth + 1, f"{unit} = {normalize}({_attr_read(src, flag.bucket_by)})")

@@ -209,7 +209,8 @@ def _parse_compare(
             return None
         try:
             re.compile(value)
-        except re.error as exc:
+        except (re.error, OverflowError, RecursionError) as exc:
+            # OverflowError: a{99999999999}; RecursionError: thousands of nested groups.
             issues.append((here, f"invalid regular expression: {exc}"))
             return None
     elif op == "exists":

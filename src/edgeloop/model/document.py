@@ -3,12 +3,44 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import yaml
 
 from .conditions import condition_to_raw
 from .flags import Flag, FlagSet, FlagState
+from .source import _core_scalar
+
+
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper (YAML 1.1 rules) that also quotes text the loader's YAML 1.2 core schema would
+    read as a number: ``1e5``, ``0o17``, ``+.5`` are plain strings to PyYAML but floats/ints to us."""
+
+    def represent_str(self, data: str) -> yaml.ScalarNode:
+        node = super().represent_str(data)
+        if _LINE_BREAKS.search(data):
+            node.style = '"'  # PyYAML folds a raw NEL/U+2028/U+2029 elsewhere; escape them
+        elif node.style is None and _reads_as_non_text(data):
+            node.style = "'"
+        return node
+
+
+_LINE_BREAKS = re.compile("[\x85\u2028\u2029]")
+
+
+def _reads_as_non_text(data: str) -> bool:
+    try:
+        return not isinstance(_core_scalar(data), str)
+    except ValueError:  # a number too long for int(): the loader rejects it, so quote it
+        return True
+
+
+_Dumper.add_representer(str, _Dumper.represent_str)
+
+# Characters json.dumps(ensure_ascii=False) leaves raw but a YAML reader rejects (C1 controls,
+# DEL, U+FFFE/U+FFFF) or folds as line breaks (NEL, U+2028, U+2029): written as \u escapes.
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufffe\uffff]")
 
 
 def flag_to_raw(flag: Flag) -> dict[str, Any]:
@@ -77,7 +109,8 @@ def dump_flags(flagset: FlagSet, fmt: str = "yaml") -> str:
     """Serialize as ``yaml`` or ``json``; ``load_flags`` reads either back to an equal FlagSet."""
     raw = flagset_to_raw(flagset)
     if fmt == "json":
-        return json.dumps(raw, indent=2, ensure_ascii=False) + "\n"
+        text = json.dumps(raw, indent=2, ensure_ascii=False)
+        return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
     if fmt == "yaml":
-        return yaml.safe_dump(raw, sort_keys=False, allow_unicode=True)
+        return yaml.dump(raw, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
     raise ValueError(f"unknown format {fmt!r}; expected yaml or json")

@@ -27,6 +27,7 @@ _INT_HEX = re.compile(r"^0x[0-9a-fA-F]+$")
 _FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
 _INF = re.compile(r"^[-+]?\.(inf|Inf|INF)$")
 _NAN = re.compile(r"^\.(nan|NaN|NAN)$")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _NULL = {"", "~", "null", "Null", "NULL"}
 _TRUE = {"true", "True", "TRUE"}
 _FALSE = {"false", "False", "FALSE"}
@@ -77,6 +78,17 @@ class _Builder:
     def fail(self, line: int, path: Path, message: str) -> SourceError:
         return SourceError(ValidationIssue(self.filename, line, path, message))
 
+    def text(self, node: yaml.ScalarNode, path: Path) -> str:
+        """A scalar's text; JSON-style ``\\ud83d\\ude00`` escapes become one character."""
+        value: str = node.value
+        if node.style == '"' and _SURROGATE.search(value):
+            try:
+                value = value.encode("utf-16", "surrogatepass").decode("utf-16")
+            except UnicodeDecodeError:
+                line = node.start_mark.line + 1
+                raise self.fail(line, path, "unpaired UTF-16 surrogate in a \\u escape") from None
+        return value
+
     def build(self, node: yaml.Node, path: Path) -> Any:
         self.nodes += 1
         line = node.start_mark.line + 1
@@ -90,7 +102,12 @@ class _Builder:
             # else was tagged explicitly (!!python/object, !!binary, !custom …): not for flags.
             if node.tag != "tag:yaml.org,2002:str":
                 raise self.fail(line, path, f"unsupported YAML tag {node.tag!r}")
-            return _core_scalar(node.value) if node.style is None else node.value
+            if node.style is not None:
+                return self.text(node, path)
+            try:
+                return _core_scalar(node.value)
+            except ValueError:  # int() refuses more than sys.get_int_max_str_digits() digits
+                raise self.fail(line, path, "number has too many digits") from None
         if isinstance(node, yaml.SequenceNode):
             if node.tag != "tag:yaml.org,2002:seq":
                 raise self.fail(line, path, f"unsupported YAML tag {node.tag!r}")
@@ -105,7 +122,7 @@ class _Builder:
                     raise self.fail(key_line, path, "mapping keys must be plain text")
                 if key_node.value == "<<" and key_node.style is None:
                     raise self.fail(key_line, path, "YAML merge keys (<<) are not supported")
-                key = key_node.value
+                key = self.text(key_node, path)
                 child = (*path, key)
                 if key in out:
                     self.issues.append(

@@ -1,0 +1,157 @@
+"""Wiring the services together: data directory, keys, stores, apps and uvicorn servers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from edgeloop.control import ControlPlane, create_control_app
+from edgeloop.edge import EdgeNode, create_edge_app
+from edgeloop.store import LastKnownGood, SqliteControlStore
+from edgeloop.sync import (
+    HttpSnapshotSource,
+    LocalSnapshotSource,
+    SnapshotSigner,
+    SnapshotSource,
+    SnapshotVerifier,
+)
+
+log = logging.getLogger("edgeloop")
+
+CONTROL_DB = "control.db"
+SIGNING_KEY = "signing-key.pem"
+EDGE_LKG = "edge/last-known-good.json"
+
+
+def signer_for(data_dir: Path) -> SnapshotSigner:
+    """The control plane's signing key: generated on first start, kept in the data directory."""
+    path = data_dir / SIGNING_KEY
+    if path.exists():
+        return SnapshotSigner.from_pem(path.read_bytes())
+    signer = SnapshotSigner.generate()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(signer.to_pem())
+    return signer
+
+
+def open_control(data_dir: Path) -> ControlPlane:
+    return ControlPlane(SqliteControlStore(data_dir / CONTROL_DB), signer_for(data_dir))
+
+
+def open_edge(data_dir: Path, public_key: str, clock: Callable[[], float] = time.time) -> EdgeNode:
+    node = EdgeNode(SnapshotVerifier(public_key), LastKnownGood(data_dir / EDGE_LKG), clock=clock)
+    if node.load_last_known_good():
+        log.info("serving last-known-good snapshot version %d", node.version)
+    return node
+
+
+def http_source(node: EdgeNode, control_url: str, token: str) -> SnapshotSource:
+    def count(reason: str) -> None:
+        node.metrics.sync_errors[reason] += 1
+
+    return HttpSnapshotSource(control_url, token, on_error=count)
+
+
+def local_source(plane: ControlPlane) -> SnapshotSource:
+    return LocalSnapshotSource(plane.store, plane.hub)
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to ``serve_all`` (several share a loop)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class Service:
+    app: Any
+    host: str
+    port: int
+
+
+async def serve_all(
+    services: list[Service],
+    background: list[Callable[[], Any]] | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Run several ASGI apps (and background coroutines) in one event loop until a signal."""
+    servers = [
+        _Server(
+            uvicorn.Config(
+                s.app,
+                host=s.host,
+                port=s.port,
+                log_level="warning",
+                http="httptools",
+                ws="websockets-sansio",
+                lifespan="off",
+                access_log=False,
+            )
+        )
+        for s in services
+    ]
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for server in servers:
+            server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    tasks = [asyncio.create_task(server.serve()) for server in servers]
+    jobs = [asyncio.create_task(make()) for make in background or []]
+    while not all(server.started for server in servers):
+        if any(t.done() for t in tasks):
+            break  # a server failed to start (port taken): fall through and report
+        await asyncio.sleep(0.01)
+    if on_ready is not None and all(server.started for server in servers):
+        on_ready()
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for job in jobs:
+            job.cancel()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    for task in tasks:
+        if task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+    if not all(server.started for server in servers):
+        raise RuntimeError("a server could not start (is the port in use?)")
+
+
+def run(coro: Any) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(coro)
+    except ImportError:  # pragma: no cover - uvloop is a dependency; keep the CLI usable anyway
+        asyncio.run(coro)
+
+
+__all__ = [
+    "Service",
+    "create_control_app",
+    "create_edge_app",
+    "http_source",
+    "local_source",
+    "open_control",
+    "open_edge",
+    "run",
+    "serve_all",
+    "signer_for",
+]

@@ -1,0 +1,26 @@
+"""Moving signed snapshots from the control plane to edges (and, later, aggregates back)."""
+
+from .hub import SnapshotHub
+from .snapshot import (
+    SignedSnapshot,
+    SnapshotRejected,
+    SnapshotSigner,
+    SnapshotVerifier,
+    VerifiedSnapshot,
+    decode_signed,
+)
+from .source import Backoff, HttpSnapshotSource, LocalSnapshotSource, SnapshotSource
+
+__all__ = [
+    "Backoff",
+    "HttpSnapshotSource",
+    "LocalSnapshotSource",
+    "SignedSnapshot",
+    "SnapshotHub",
+    "SnapshotRejected",
+    "SnapshotSigner",
+    "SnapshotSource",
+    "SnapshotVerifier",
+    "VerifiedSnapshot",
+    "decode_signed",
+]
