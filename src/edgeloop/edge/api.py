@@ -1,13 +1,14 @@
-"""The edge's HTTP surface (Starlette): decide, OFREP, attach (WebSocket), health and metrics.
+"""The edge's HTTP surface: decide, OFREP, attach (WebSocket), health and metrics.
 
-The decide paths are the product's hot path: msgspec decodes and encodes, the engine is
-compiled, and nothing else happens per request.
+The decide paths are the product's hot path: raw ASGI, msgspec decodes and encodes, the engine
+is compiled, and nothing else happens per request. The rest is ordinary Starlette.
 """
 
 from __future__ import annotations
 
 import hashlib
 from typing import Any
+from urllib.parse import unquote
 
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -15,6 +16,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from edgeloop.evaluate import Decision, ErrorCode, Reason
@@ -43,20 +45,11 @@ _ofrep_decoder = msgspec.json.Decoder(OfrepRequest)
 _encode = msgspec.json.Encoder().encode
 
 
-def _error(status: int, message: str, **extra: Any) -> Response:
-    return Response(_encode({"error": message, **extra}), status, media_type=_JSON)
+Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]
 
 
-async def _body(request: Request) -> bytes | Response:
-    length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-        return _error(413, f"body larger than {MAX_BODY_BYTES} bytes")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            return _error(413, f"body larger than {MAX_BODY_BYTES} bytes")
-    return body
+def _error(status: int, message: str, **extra: Any) -> Answer:
+    return status, _encode({"error": message, **extra}), []
 
 
 # OFREP ------------------------------------------------------------------------------------
@@ -84,14 +77,23 @@ def ofrep_item(d: Decision) -> dict[str, Any]:
     return item
 
 
-def create_edge_app(node: EdgeNode) -> Starlette:
-    clock = node.clock
-    metrics = node.metrics
+class DecideHandlers:
+    """The hot paths as plain functions of (request body, headers) → (status, body, headers).
 
-    async def decide(request: Request) -> Response:
-        body = await _body(request)
-        if isinstance(body, Response):
-            return body
+    Served as raw ASGI (no per-request Request/Response objects): on one core the framework's
+    own objects cost more than deciding five flags.
+    """
+
+    def __init__(self, node: EdgeNode) -> None:
+        self.node = node
+
+    def _no_snapshot(self) -> Answer | None:
+        if self.node.snapshot is None:
+            return 503, b'{"errorDetails":"no snapshot yet"}', [(b"retry-after", b"1")]
+        return None
+
+    def decide(self, body: bytes, headers: dict[bytes, bytes]) -> Answer:
+        node = self.node
         try:
             req = _decide_decoder.decode(body)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -100,65 +102,56 @@ def create_edge_app(node: EdgeNode) -> Starlette:
             return _error(400, "send exactly one of 'context' or 'contexts'")
         if req.flags is not None and len(req.flags) > MAX_FLAGS:
             return _error(400, f"at most {MAX_FLAGS} flags per request")
-        if node.snapshot is None:
-            return _error(503, "no snapshot yet", retry_after=1)
+        if req.contexts is not None and len(req.contexts) > MAX_BATCH:
+            return _error(400, f"at most {MAX_BATCH} contexts per batch")
+        unavailable = self._no_snapshot()
+        if unavailable:
+            return unavailable
+        clock = node.clock
         started = clock()
         if req.context is not None:
-            payload = {
+            payload: dict[str, Any] = {
                 "version": node.version,
                 "decisions": node.decide(req.context, req.flags, started),
             }
         else:
-            contexts = req.contexts or []
-            if len(contexts) > MAX_BATCH:
-                return _error(400, f"at most {MAX_BATCH} contexts per batch")
             payload = {
                 "version": node.version,
-                "results": [node.decide(ctx, req.flags, started) for ctx in contexts],
+                "results": [node.decide(ctx, req.flags, started) for ctx in req.contexts or ()],
             }
         content = _encode(payload)
-        metrics.decide_latency.observe(clock() - started)
-        return Response(content, media_type=_JSON)
+        node.metrics.decide_latency.observe(clock() - started)
+        return 200, content, []
 
-    async def ofrep_one(request: Request) -> Response:
-        key = request.path_params["key"]
-        body = await _body(request)
-        if isinstance(body, Response):
-            return body
+    def ofrep_one(self, key: str, body: bytes, headers: dict[bytes, bytes]) -> Answer:
+        node = self.node
         try:
             context = _ofrep_decoder.decode(body).context
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            return Response(
-                _encode({"key": key, "errorCode": "PARSE_ERROR", "errorDetails": str(exc)}),
-                400,
-                media_type=_JSON,
-            )
-        if node.snapshot is None:
-            return Response(_encode({"errorDetails": "no snapshot yet"}), 503, media_type=_JSON)
-        started = clock()
+            failure = {"key": key, "errorCode": "PARSE_ERROR", "errorDetails": str(exc)}
+            return 400, _encode(failure), []
+        unavailable = self._no_snapshot()
+        if unavailable:
+            return unavailable
+        started = node.clock()
         d = node.decide(context, [key], started)[key]
         status = 200
         if d.reason is Reason.ERROR:
             status = _OFREP_STATUS.get(d.error_code, 400) if d.error_code else 400
         content = _encode(ofrep_item(d))
-        metrics.decide_latency.observe(clock() - started)
-        return Response(content, status, media_type=_JSON)
+        node.metrics.decide_latency.observe(node.clock() - started)
+        return status, content, []
 
-    async def ofrep_bulk(request: Request) -> Response:
-        body = await _body(request)
-        if isinstance(body, Response):
-            return body
+    def ofrep_bulk(self, body: bytes, headers: dict[bytes, bytes]) -> Answer:
+        node = self.node
         try:
             context = _ofrep_decoder.decode(body).context
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            return Response(
-                _encode({"errorCode": "PARSE_ERROR", "errorDetails": str(exc)}),
-                400,
-                media_type=_JSON,
-            )
-        if node.snapshot is None:
-            return Response(_encode({"errorDetails": "no snapshot yet"}), 503, media_type=_JSON)
-        started = clock()
+            return 400, _encode({"errorCode": "PARSE_ERROR", "errorDetails": str(exc)}), []
+        unavailable = self._no_snapshot()
+        if unavailable:
+            return unavailable
+        started = node.clock()
         decisions = node.decide(context, None, started)
         content = _encode(
             {
@@ -167,11 +160,80 @@ def create_edge_app(node: EdgeNode) -> Starlette:
             }
         )
         # The ETag names this exact answer: same snapshot and same context give the same bytes.
-        etag = '"' + hashlib.blake2b(content, digest_size=12).hexdigest() + '"'
-        metrics.decide_latency.observe(clock() - started)
-        if etag in request.headers.get("if-none-match", ""):
-            return Response(status_code=304, headers={"ETag": etag})
-        return Response(content, media_type=_JSON, headers={"ETag": etag})
+        etag = b'"' + hashlib.blake2b(content, digest_size=12).hexdigest().encode() + b'"'
+        node.metrics.decide_latency.observe(node.clock() - started)
+        if etag in headers.get(b"if-none-match", b""):
+            return 304, b"", [(b"etag", etag)]
+        return 200, content, [(b"etag", etag)]
+
+
+_OFREP_ONE = "/ofrep/v1/evaluate/flags/"
+_OFREP_BULK = "/ofrep/v1/evaluate/flags"
+
+
+class EdgeApp:
+    """The edge's ASGI app: POST hot paths handled directly, everything else by Starlette."""
+
+    def __init__(self, node: EdgeNode, rest: Starlette) -> None:
+        self.node = node
+        self.handlers = DecideHandlers(node)
+        self.rest = rest
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path: str = scope["path"]
+            handlers = self.handlers
+            if path == "/v1/decide":
+                handler: Any = handlers.decide
+            elif path == _OFREP_BULK:
+                handler = handlers.ofrep_bulk
+            elif path.startswith(_OFREP_ONE) and len(path) > len(_OFREP_ONE):
+                key = unquote(path[len(_OFREP_ONE) :])
+
+                def handler(body: bytes, headers: dict[bytes, bytes]) -> Answer:
+                    return handlers.ofrep_one(key, body, headers)
+            else:
+                handler = None
+            if handler is not None:
+                headers = dict(scope["headers"])
+                body = await _read_body(headers, receive)
+                if isinstance(body, tuple):
+                    status, content, extra = body
+                else:
+                    status, content, extra = handler(body, headers)
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": status,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(content)).encode()),
+                            *extra,
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": content})
+                return
+        await self.rest(scope, receive, send)
+
+
+async def _read_body(headers: dict[bytes, bytes], receive: Receive) -> bytes | Answer:
+    length = headers.get(b"content-length")
+    if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+        return _error(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    while message.get("more_body"):
+        message = await receive()
+        body += message.get("body", b"")
+        if len(body) > MAX_BODY_BYTES:
+            return _error(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    return body
+
+
+def create_edge_app(node: EdgeNode) -> EdgeApp:
+    clock = node.clock
+    metrics = node.metrics
 
     async def attach(websocket: WebSocket) -> None:
         """Register a context; get its decisions now and whenever a new snapshot changes them.
@@ -239,14 +301,12 @@ def create_edge_app(node: EdgeNode) -> Starlette:
     async def metrics_endpoint(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    return Starlette(
+    rest = Starlette(
         routes=[
-            Route("/v1/decide", decide, methods=["POST"]),
-            Route("/ofrep/v1/evaluate/flags/{key}", ofrep_one, methods=["POST"]),
-            Route("/ofrep/v1/evaluate/flags", ofrep_bulk, methods=["POST"]),
             WebSocketRoute("/v1/attach", attach),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
         ]
     )
+    return EdgeApp(node, rest)
