@@ -227,6 +227,7 @@ def up(
     token = plane.bootstrap_admin(time.time())
     node = services.open_edge(data_dir, plane.signer.public_key)
     source = services.local_source(plane)
+    sink, keys = services.local_telemetry(plane)
 
     def ready() -> None:
         out.print(f"control plane  http://{host}:{control_port}   (API docs: /docs)")
@@ -242,7 +243,10 @@ def up(
                 services.Service(services.create_control_app(plane), host, control_port),
                 services.Service(services.create_edge_app(node), host, edge_port),
             ],
-            background=[lambda: node.run_sync(source)],
+            background=[
+                lambda: node.run_sync(source),
+                lambda: services.telemetry_loop(node, sink, keys),
+            ],
             on_ready=ready,
         )
     )
@@ -285,16 +289,20 @@ def edge(
     data_dir: DataDir = Path(".edgeloop-edge"),
     host: Host = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8701,
+    edge_id: Annotated[str, typer.Option(help="This edge's name in aggregates.")] = "edge",
 ) -> None:
     """An edge node that syncs snapshots from a control plane and serves decisions."""
+    from edgeloop.sync import HttpAggregateChannel
+
     from . import services
 
     try:
-        node = services.open_edge(data_dir, public_key)
+        node = services.open_edge(data_dir, public_key, edge_id=edge_id)
     except ValueError as exc:
         err.print(f"--public-key: {exc}")
         raise typer.Exit(2) from None
     source = services.http_source(node, control_url, token)
+    channel = HttpAggregateChannel(control_url, token)
 
     def ready() -> None:
         out.print(f"edge  http://{host}:{port}   serving version {node.version or '(none yet)'}")
@@ -302,7 +310,10 @@ def edge(
     services.run(
         services.serve_all(
             [services.Service(services.create_edge_app(node), host, port)],
-            background=[lambda: node.run_sync(source)],
+            background=[
+                lambda: node.run_sync(source),
+                lambda: services.telemetry_loop(node, channel.send, channel.keys),
+            ],
             on_ready=ready,
         )
     )

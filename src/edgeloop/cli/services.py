@@ -15,8 +15,12 @@ from typing import Any
 
 import uvicorn
 
-from edgeloop.control import ControlPlane, create_control_app
-from edgeloop.edge import EdgeNode, create_edge_app
+from edgeloop.control import ControlPlane
+from edgeloop.control import create_control_app as create_control_app
+from edgeloop.edge import EdgeNode
+from edgeloop.edge import create_edge_app as create_edge_app
+from edgeloop.edge.node import AggregateSink, KeySource
+from edgeloop.edge.telemetry import DEFAULT_RETENTION_S, Outbox, RawSignalStore
 from edgeloop.store import LastKnownGood, SqliteControlStore
 from edgeloop.sync import (
     HttpSnapshotSource,
@@ -31,6 +35,10 @@ log = logging.getLogger("edgeloop")
 CONTROL_DB = "control.db"
 SIGNING_KEY = "signing-key.pem"
 EDGE_LKG = "edge/last-known-good.json"
+EDGE_SIGNALS = "edge/raw-signals.db"
+EDGE_OUTBOX = "edge/outbox.db"
+SHIP_EVERY_S = 5.0
+PURGE_EVERY_S = 60.0
 
 
 def signer_for(data_dir: Path) -> SnapshotSigner:
@@ -50,8 +58,25 @@ def open_control(data_dir: Path) -> ControlPlane:
     return ControlPlane(SqliteControlStore(data_dir / CONTROL_DB), signer_for(data_dir))
 
 
-def open_edge(data_dir: Path, public_key: str, clock: Callable[[], float] = time.time) -> EdgeNode:
-    node = EdgeNode(SnapshotVerifier(public_key), LastKnownGood(data_dir / EDGE_LKG), clock=clock)
+def open_edge(
+    data_dir: Path,
+    public_key: str,
+    clock: Callable[[], float] = time.time,
+    *,
+    edge_id: str = "edge",
+    retention_s: float = DEFAULT_RETENTION_S,
+    sample_rate: float = 1.0,
+) -> EdgeNode:
+    node = EdgeNode(
+        SnapshotVerifier(public_key),
+        LastKnownGood(data_dir / EDGE_LKG),
+        clock=clock,
+        raw_signals=RawSignalStore(data_dir / EDGE_SIGNALS),
+        outbox=Outbox(data_dir / EDGE_OUTBOX),
+        edge_id=edge_id,
+        retention_s=retention_s,
+        sample_rate=sample_rate,
+    )
     if node.load_last_known_good():
         log.info("serving last-known-good snapshot version %d", node.version)
     return node
@@ -66,6 +91,37 @@ def http_source(node: EdgeNode, control_url: str, token: str) -> SnapshotSource:
 
 def local_source(plane: ControlPlane) -> SnapshotSource:
     return LocalSnapshotSource(plane.store, plane.hub)
+
+
+def local_telemetry(
+    plane: ControlPlane, clock: Callable[[], float] = time.time
+) -> tuple[AggregateSink, KeySource]:
+    """In-process aggregate shipping for `edgeloop up`: same ingest path as over HTTP."""
+
+    async def send(body: bytes) -> None:
+        plane.ingest_aggregates(body, clock())
+
+    async def keys() -> dict[str, bytes]:
+        return plane.experiment_keys()
+
+    return send, keys
+
+
+async def telemetry_loop(
+    node: EdgeNode, sink: AggregateSink, keys: KeySource, every_s: float = SHIP_EVERY_S
+) -> None:
+    """Ship aggregates every few seconds and enforce the retention window every minute."""
+    last_purge = 0.0
+    while True:
+        now = node.clock()
+        try:
+            await node.ship(sink, keys, now)
+            if now - last_purge >= PURGE_EVERY_S:
+                node.purge(now)
+                last_purge = now
+        except Exception:  # keep the loop alive; the next round retries
+            log.exception("telemetry round failed")
+        await asyncio.sleep(every_s)
 
 
 class _Server(uvicorn.Server):
@@ -141,17 +197,3 @@ def run(coro: Any) -> None:
         uvloop.run(coro)
     except ImportError:  # pragma: no cover - uvloop is a dependency; keep the CLI usable anyway
         asyncio.run(coro)
-
-
-__all__ = [
-    "Service",
-    "create_control_app",
-    "create_edge_app",
-    "http_source",
-    "local_source",
-    "open_control",
-    "open_edge",
-    "run",
-    "serve_all",
-    "signer_for",
-]

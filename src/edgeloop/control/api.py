@@ -8,21 +8,25 @@ edge, whose value is speed, is plain Starlette/ASGI.
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Literal
 
 import msgspec
-from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
+from edgeloop.privacy import DEFAULT_K, suppressed
 from edgeloop.store import StoredSnapshot
 
 from .auth import Permission, Principal, Role, hash_token
-from .service import Conflict, ControlPlane, InvalidChange, NotFound
+from .service import Conflict, ControlPlane, InvalidBatch, InvalidChange, NotFound
 
 KEEPALIVE_S = 15.0
+MAX_AGGREGATE_BYTES = 16 << 20
 
 
 class Reason(BaseModel):
@@ -69,6 +73,16 @@ def need(*permissions: Permission) -> Callable[..., Principal]:
         return who
 
     return check
+
+
+_DOCUMENT_BODY: dict[str, Any] = {
+    "required": True,
+    "description": "A flags-as-code document.",
+    "content": {
+        "application/yaml": {"schema": {"type": "string"}},
+        "application/json": {"schema": {"type": "object"}},
+    },
+}
 
 
 def _snapshot_json(s: StoredSnapshot) -> dict[str, Any]:
@@ -173,14 +187,20 @@ def create_control_app(plane: ControlPlane, clock: Callable[[], float] = time.ti
         version, doc = plane.document()
         return {"version": version, "document": doc}
 
-    @app.put("/v1/document", tags=["flags"])
-    def put_document(
-        body: Annotated[str, Body(media_type="application/yaml")],
+    @app.put("/v1/document", tags=["flags"], openapi_extra={"requestBody": _DOCUMENT_BODY})
+    async def put_document(
+        request: Request,
         reason: Annotated[str, Query(max_length=2000)] = "",
         who: Principal = writer,
     ) -> dict[str, int]:
-        """Replace the whole flags-as-code document (YAML or JSON text)."""
-        return {"version": plane.replace_document(who, body, reason, clock())}
+        """Replace the whole flags-as-code document (YAML or JSON text).
+
+        The raw body goes to the loader whatever its content type, so a JSON document sent as
+        application/json, or text that is not UTF-8, gets the loader's file:line errors too."""
+        text = await request.body()
+        return {
+            "version": await run_in_threadpool(plane.replace_document, who, text, reason, clock())
+        }
 
     # drafts and launches ---------------------------------------------------------------------
 
@@ -287,6 +307,48 @@ def create_control_app(plane: ControlPlane, clock: Callable[[], float] = time.ti
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+
+    # telemetry from edges --------------------------------------------------------------------
+
+    key_reader = Depends(need(Permission.READ_EXPERIMENT_KEYS))
+    aggregate_writer = Depends(need(Permission.SEND_AGGREGATES))
+
+    @app.get("/v1/experiment-keys", tags=["sync"])
+    def experiment_keys(
+        who: Principal = key_reader,
+    ) -> dict[str, dict[str, str]]:
+        """Per-experiment pseudonymization keys (base64), for edges only."""
+        keys = plane.experiment_keys()
+        return {"keys": {k: base64.b64encode(v).decode() for k, v in keys.items()}}
+
+    @app.post("/v1/aggregates", tags=["sync"])
+    async def aggregates(request: Request, who: Principal = aggregate_writer) -> dict[str, str]:
+        """An edge's batch of sufficient statistics and pseudonymous records. Idempotent by
+        batch id: a batch sent twice (a lost acknowledgement) is counted once."""
+        body = await request.body()
+        if len(body) > MAX_AGGREGATE_BYTES:
+            raise HTTPException(413, f"batch larger than {MAX_AGGREGATE_BYTES} bytes")
+        try:
+            fresh = plane.ingest_aggregates(body, clock())
+        except InvalidBatch as exc:
+            raise HTTPException(400, f"invalid aggregate batch: {exc}") from None
+        return {"status": "ingested" if fresh else "duplicate"}
+
+    @app.get("/v1/experiments/{experiment}/aggregates", tags=["flags"])
+    def experiment_aggregates(experiment: str, who: Principal = reader) -> dict[str, Any]:
+        """Totals per variant, with cells of fewer than k attendees suppressed."""
+        totals: dict[str, dict[str, float]] = {}
+        for variant, _bucket, stats in plane.store.aggregate_cells(experiment):
+            into = totals.setdefault(variant, {})
+            for name, value in stats.items():
+                into[name] = into.get(name, 0) + value
+        released = {}
+        for variant, stats in totals.items():
+            if suppressed(int(stats.get("exposures", 0))):
+                released[variant] = {"suppressed": True}
+            else:
+                released[variant] = stats
+        return {"experiment": experiment, "variants": released, "k": DEFAULT_K}
 
     return app
 

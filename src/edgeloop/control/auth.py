@@ -29,10 +29,12 @@ class Permission(StrEnum):
     SETTINGS = "settings:write"
     READ_SNAPSHOTS = "snapshots:read"
     SEND_AGGREGATES = "aggregates:write"
+    READ_EXPERIMENT_KEYS = "keys:read"  # pseudonymization keys: edges only, never people
 
 
 GRANTS: dict[Role, frozenset[Permission]] = {
-    Role.ADMIN: frozenset(Permission) - {Permission.SEND_AGGREGATES},
+    Role.ADMIN: frozenset(Permission)
+    - {Permission.SEND_AGGREGATES, Permission.READ_EXPERIMENT_KEYS},
     Role.DESIGNER: frozenset({Permission.READ, Permission.EDIT_DRAFTS}),
     Role.OPERATOR: frozenset(
         {
@@ -44,7 +46,9 @@ GRANTS: dict[Role, frozenset[Permission]] = {
         }
     ),
     Role.ANALYST: frozenset({Permission.READ}),
-    Role.EDGE: frozenset({Permission.READ_SNAPSHOTS, Permission.SEND_AGGREGATES}),
+    Role.EDGE: frozenset(
+        {Permission.READ_SNAPSHOTS, Permission.SEND_AGGREGATES, Permission.READ_EXPERIMENT_KEYS}
+    ),
 }
 
 

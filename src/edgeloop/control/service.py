@@ -10,7 +10,11 @@ import copy
 import json
 from typing import Any
 
+import msgspec
+
 from edgeloop.model import FlagsValidationError, ValidationIssue, flagset_to_raw, load_flags
+from edgeloop.model.aggregates import decode_aggregate_batch
+from edgeloop.privacy import new_experiment_key
 from edgeloop.store import (
     AuditRecord,
     ControlStore,
@@ -39,6 +43,10 @@ class InvalidChange(Exception):
 
 
 class NotFound(Exception):
+    pass
+
+
+class InvalidBatch(Exception):
     pass
 
 
@@ -99,6 +107,8 @@ class ControlPlane:
             flagset = load_flags(json.dumps(new_doc, indent=1), "document")
         except FlagsValidationError as exc:
             raise InvalidChange(exc.issues) from None
+        # Compare what would be stored (defaults dropped), so restating a default is no change.
+        new_doc = flagset_to_raw(flagset)
         changes = _diff(old_doc.get("flags", {}), new_doc.get("flags", {}), action)
         if not changes and _meta(old_doc) == _meta(new_doc):
             return version  # nothing to do: no new snapshot, no audit noise
@@ -119,8 +129,34 @@ class ControlPlane:
             self.store.commit_snapshot(stored, changes, audit, **extra)
         except VersionConflict as exc:
             raise Conflict(str(exc)) from None
+        self._sync_experiment_keys(new_doc, now)
         self.hub.publish(stored.version)
         return stored.version
+
+    # privacy keys and aggregates -------------------------------------------------------------
+
+    def _sync_experiment_keys(self, doc: dict[str, Any], now: float) -> None:
+        """A key for every live experiment; an archived experiment's key is destroyed, after
+        which its pseudonymous records can no longer be linked to any attendee."""
+        live = {f["experiment"]["key"] for f in doc.get("flags", {}).values() if "experiment" in f}
+        held = self.store.experiment_keys()
+        for experiment in sorted(live - held.keys()):
+            self.store.add_experiment_key(experiment, new_experiment_key(), now)
+        for experiment in sorted(held.keys() - live):
+            self.store.destroy_experiment_key(experiment)
+            system = AuditRecord(now, "system", "system", "experiment.key_destroyed", experiment)
+            self.store.append_audit(system)
+
+    def experiment_keys(self) -> dict[str, bytes]:
+        return self.store.experiment_keys()
+
+    def ingest_aggregates(self, body: bytes, now: float) -> bool:
+        """Idempotent: True if the batch was new, False if it had been ingested before."""
+        try:
+            batch = decode_aggregate_batch(body)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise InvalidBatch(str(exc)) from None
+        return self.store.ingest_batch(batch, now)
 
     def replace_document(self, who: Principal, text: str | bytes, reason: str, now: float) -> int:
         try:

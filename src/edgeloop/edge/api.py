@@ -7,6 +7,7 @@ is compiled, and nothing else happens per request. The rest is ordinary Starlett
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any
 from urllib.parse import unquote
 
@@ -20,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from edgeloop.evaluate import Decision, ErrorCode, Reason
+from edgeloop.model.signals import BatchError
 
 from .node import AttachedClient, EdgeNode
 
@@ -77,6 +79,30 @@ def ofrep_item(d: Decision) -> dict[str, Any]:
     return item
 
 
+class RateLimiter:
+    """Token bucket per client on signals per second (a batch costs its length)."""
+
+    def __init__(
+        self, rate: float = 2000.0, burst: float = 4000.0, max_clients: int = 100_000
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_clients = max_clients
+        self.buckets: dict[str, tuple[float, float]] = {}  # client → (tokens, at)
+
+    def take(self, client: str, cost: float, now: float) -> float:
+        """0 if allowed, else seconds until ``cost`` tokens are available."""
+        tokens, at = self.buckets.get(client, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        if tokens >= cost:
+            if len(self.buckets) >= self.max_clients and client not in self.buckets:
+                self.buckets.clear()  # forget idle clients rather than grow without bound
+            self.buckets[client] = (tokens - cost, now)
+            return 0.0
+        self.buckets[client] = (tokens, now)
+        return (min(cost, self.burst) - tokens) / self.rate
+
+
 class DecideHandlers:
     """The hot paths as plain functions of (request body, headers) → (status, body, headers).
 
@@ -84,8 +110,25 @@ class DecideHandlers:
     own objects cost more than deciding five flags.
     """
 
-    def __init__(self, node: EdgeNode) -> None:
+    def __init__(self, node: EdgeNode, limiter: RateLimiter | None = None) -> None:
         self.node = node
+        self.limiter = limiter or RateLimiter()
+
+    def signals(self, client: str, body: bytes, headers: dict[bytes, bytes]) -> Answer:
+        """POST /v1/signals: per-item validation; 429 with Retry-After over the client's rate."""
+        node = self.node
+        now = node.clock()
+        cost = max(1, body.count(b'"type"'))  # an upper bound on the batch's length, no parsing
+        wait = self.limiter.take(client, cost, now)
+        if wait > 0:
+            seconds = str(max(1, math.ceil(wait))).encode()
+            return 429, _encode({"error": "rate limit exceeded"}), [(b"retry-after", seconds)]
+        try:
+            result = node.ingest(body, now)
+        except BatchError as exc:
+            return _error(400, str(exc))
+        rejected = [{"index": i, "reason": r} for i, r in result.rejected]
+        return 200, _encode({"accepted": result.accepted, "rejected": rejected}), []
 
     def _no_snapshot(self) -> Answer | None:
         if self.node.snapshot is None:
@@ -185,6 +228,11 @@ class EdgeApp:
             handlers = self.handlers
             if path == "/v1/decide":
                 handler: Any = handlers.decide
+            elif path == "/v1/signals":
+                client = _client_id(scope)
+
+                def handler(body: bytes, headers: dict[bytes, bytes]) -> Answer:
+                    return handlers.signals(client, body, headers)
             elif path == _OFREP_BULK:
                 handler = handlers.ofrep_bulk
             elif path.startswith(_OFREP_ONE) and len(path) > len(_OFREP_ONE):
@@ -213,8 +261,19 @@ class EdgeApp:
                     }
                 )
                 await send({"type": "http.response.body", "body": content})
+                if path == "/v1/signals" and status == 200:
+                    await self.node.push_touched()
                 return
         await self.rest(scope, receive, send)
+
+
+def _client_id(scope: Scope) -> str:
+    """Who a rate limit applies to: an explicit client header, else the peer address."""
+    for name, value in scope["headers"]:
+        if name == b"x-edgeloop-client":
+            return value.decode("latin-1")[:128]
+    peer = scope.get("client")
+    return peer[0] if peer else "unknown"
 
 
 async def _read_body(headers: dict[bytes, bytes], receive: Receive) -> bytes | Answer:
@@ -229,6 +288,22 @@ async def _read_body(headers: dict[bytes, bytes], receive: Receive) -> bytes | A
         if len(body) > MAX_BODY_BYTES:
             return _error(413, f"body larger than {MAX_BODY_BYTES} bytes")
     return body
+
+
+async def _attached_signals(node: EdgeNode, signals: Any, send: Any) -> None:
+    """Signals sent over the attach socket: same validation as POST /v1/signals."""
+    if not isinstance(signals, list):
+        await send({"type": "error", "message": "signals must be a list"})
+        return
+    try:
+        result = node.ingest(_encode(signals), node.clock())
+    except BatchError as exc:
+        await send({"type": "error", "message": str(exc)})
+        return
+    if result.rejected:
+        rejected = [{"index": i, "reason": r} for i, r in result.rejected]
+        await send({"type": "rejected", "rejected": rejected})
+    await node.push_touched()
 
 
 def create_edge_app(node: EdgeNode) -> EdgeApp:
@@ -260,6 +335,9 @@ def create_edge_app(node: EdgeNode) -> EdgeApp:
                     await send({"type": "error", "message": "not JSON"})
                     continue
                 kind = message.get("type") if isinstance(message, dict) else None
+                if kind == "signals":
+                    await _attached_signals(node, message.get("signals"), send)
+                    continue
                 context = message.get("context") if isinstance(message, dict) else None
                 if kind not in ("attach", "context") or not isinstance(context, dict):
                     await send(

@@ -50,6 +50,13 @@ class EdgeMetrics:
         self.version = 0
         self.issued_at = 0.0
         self.attached = 0
+        self.signals_accepted = 0
+        self.signals_rejected = 0
+        self.sessions = 0
+        self.batches_shipped = 0
+        self.ship_errors = 0
+        self.outbox_depth = 0
+        self.outbox_full = False
 
     def registry(self, clock: Callable[[], float]) -> CollectorRegistry:
         registry = CollectorRegistry(auto_describe=False)
@@ -95,4 +102,29 @@ class _Collector:
         )
         yield GaugeMetricFamily(
             "edgeloop_attached_clients", "Attached push clients.", value=m.attached
+        )
+        yield CounterMetricFamily(
+            "edgeloop_signals_accepted", "Signals accepted.", value=m.signals_accepted
+        )
+        yield CounterMetricFamily(
+            "edgeloop_signals_rejected", "Signals rejected by validation.", value=m.signals_rejected
+        )
+        yield GaugeMetricFamily(
+            "edgeloop_live_sessions", "Live attendee sessions.", value=m.sessions
+        )
+        yield CounterMetricFamily(
+            "edgeloop_aggregate_batches_shipped",
+            "Batches acknowledged by the control plane.",
+            value=m.batches_shipped,
+        )
+        yield CounterMetricFamily(
+            "edgeloop_aggregate_ship_errors", "Failed shipping attempts.", value=m.ship_errors
+        )
+        yield GaugeMetricFamily(
+            "edgeloop_aggregate_outbox_batches", "Batches queued on disk.", value=m.outbox_depth
+        )
+        yield GaugeMetricFamily(
+            "edgeloop_aggregate_outbox_full",
+            "1 while the outbox is full.",
+            value=int(m.outbox_full),
         )

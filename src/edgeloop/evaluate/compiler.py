@@ -226,7 +226,7 @@ def _unit_normalizer(decisions: FlagDecisions, attr: str) -> Callable[[Any], str
             return missing
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value)
-        return invalid
+        return invalid  # also text that is not UTF-8 encodable (a lone surrogate)
 
     return normalize
 
@@ -243,24 +243,27 @@ def _emit_split(
     if len(live) == 1:
         src.emit(depth, f"return {src.const(decisions.of(live[0][1], Reason.SPLIT))}")
         return
-    unit = src.temp()
+    unit, data = src.temp(), src.temp()
     normalize = src.const(_unit_normalizer(decisions, flag.bucket_by))
     seed = split_seed(flag.bucket_salt)
-    # The happy path reads the unit and hashes it in one go; anything odd (missing, an int,
-    # a list) raises inside mmh3 and takes the slow path, at no cost to the happy one.
+    # The happy path reads the unit and encodes it in one go; anything odd takes the slow path:
+    # missing (KeyError), "" or 0 (TypeError below), an int, bytes or a list (no .encode), text
+    # with a lone surrogate (UnicodeEncodeError). mmh3 only ever gets bytes: given a str with a
+    # lone surrogate, mmh3 5.3.1 crashes the process (segmentation fault).
     src.emit(depth, "try:")
     if "." in flag.bucket_by:
         src.emit(depth + 1, f"{unit} = {_attr_read(src, flag.bucket_by)}")
     else:
         src.emit(depth + 1, f"{unit} = ctx[{src.const(flag.bucket_by)}]")
-    src.emit(depth + 1, f"if not {unit}:")  # "" hashes fine but is a missing key (so is 0 ...
-    src.emit(depth + 2, "raise TypeError")  # ... until the normalizer turns it into "0")
-    src.emit(depth + 1, f"_h0 = _hash128({unit}, {src.const(lane_seed(seed, 0))})")
-    src.emit(depth, "except (KeyError, TypeError):")
+    src.emit(depth + 1, f"if not {unit}:")
+    src.emit(depth + 2, "raise TypeError")
+    src.emit(depth + 1, f"{data} = {unit}.encode()")
+    src.emit(depth, "except (KeyError, TypeError, AttributeError, UnicodeEncodeError):")
     src.emit(depth + 1, f"{unit} = {normalize}({_attr_read(src, flag.bucket_by)})")
     src.emit(depth + 1, f"if {unit}.__class__ is not str:")
     src.emit(depth + 2, f"return {unit}")
-    src.emit(depth + 1, f"_h0 = _hash128({unit}, {src.const(lane_seed(seed, 0))})")
+    src.emit(depth + 1, f"{data} = {unit}.encode()")
+    src.emit(depth, f"_h0 = _hash128({data}, {src.const(lane_seed(seed, 0))})")
     # Scores are ln(lane) * (w_first / w_i): the first live variant's score needs no multiply.
     first_weight = live[0][2]
     hashed = {0}
@@ -270,7 +273,7 @@ def _emit_split(
         h = f"_h{chunk}"
         if chunk not in hashed:
             hashed.add(chunk)
-            src.emit(depth, f"{h} = _hash128({unit}, {src.const(lane_seed(seed, chunk))})")
+            src.emit(depth, f"{h} = _hash128({data}, {src.const(lane_seed(seed, chunk))})")
         shift = lane * LANE_BITS
         bits = f"({h} >> {shift}) & {LANE_MASK}" if shift else f"{h} & {LANE_MASK}"
         factor = "" if weight == first_weight else f" * {src.const(first_weight / weight)}"

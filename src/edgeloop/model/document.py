@@ -91,6 +91,8 @@ def flag_to_raw(flag: Flag) -> dict[str, Any]:
         raw_exp["metrics"] = metrics
         if exp.channels:
             raw_exp["channels"] = {k: str(v) for k, v in exp.channels.items()}
+        if exp.conversion_window_min != 15:
+            raw_exp["conversion_window_min"] = exp.conversion_window_min
         out["experiment"] = raw_exp
     return out
 

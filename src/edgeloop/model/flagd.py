@@ -26,7 +26,7 @@ from typing import Any
 
 from .conditions import All, AnyOf, Clock, Compare, Condition, Not, SegmentRef, segment_refs
 from .errors import FlagsValidationError, Path, ValidationIssue
-from .flags import Flag, FlagSet, FlagState, ValueType
+from .flags import Flag, FlagSet, ValueType
 from .loader import KEY_PATTERN, load_flags
 from .source import SourceError, line_of, parse_document
 
@@ -116,6 +116,8 @@ def _to_native(data: Any, issues: _Issues) -> tuple[dict[str, Any], dict[str, Pa
     if not isinstance(data, dict):
         issues.add((), "a flagd document must be a JSON object with a 'flags' key")
         return native, where
+    for path in _non_finite(data, ()):
+        issues.add(path, "NaN and Infinity are not JSON numbers")
     flags = _flag_entries(data.get("flags", {}), issues)
     metadata = data.get("metadata", {})
     if not isinstance(metadata, dict):
@@ -155,6 +157,20 @@ def _flag_entries(raw: Any, issues: _Issues) -> dict[str, tuple[Path, Any]]:
         return out
     issues.add(("flags",), "'flags' must be an object of flag key to flag definition")
     return {}
+
+
+def _non_finite(node: Any, path: Path) -> list[Path]:
+    """Where json.loads let NaN or Infinity in (JSON has neither)."""
+    if isinstance(node, float):
+        return [] if math.isfinite(node) else [path]
+    out: list[Path] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            out += _non_finite(value, (*path, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            out += _non_finite(value, (*path, i))
+    return out
 
 
 def _check_metadata(metadata: dict[str, Any], path: Path, issues: _Issues) -> None:
@@ -235,9 +251,6 @@ def _infer_type(variants: dict[str, Any], path: Path, issues: _Issues) -> ValueT
         elif isinstance(value, int):
             kinds.add("integer")
         elif isinstance(value, float):
-            if not math.isfinite(value):
-                issues.add((*path, name), "NaN and Infinity are not JSON numbers")
-                ok = False
             kinds.add("float")
         elif isinstance(value, dict | list):
             kinds.add("object")
@@ -336,11 +349,12 @@ _SEMVER = {
     "semver_gte": ">=",
 }
 _NUMERIC = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
+# Whether "0 <op> value" holds (JsonLogic reads a missing attribute as 0 there).
 _HOLDS_FOR_ZERO = {
-    "lt": lambda v: 0 < v,
-    "lte": lambda v: 0 <= v,
-    "gt": lambda v: 0 > v,
-    "gte": lambda v: 0 >= v,
+    "lt": lambda v: v > 0,
+    "lte": lambda v: v >= 0,
+    "gt": lambda v: v < 0,
+    "gte": lambda v: v <= 0,
 }
 _REGEX_META = set(".^$*+?{}[]\\|()")
 
@@ -407,7 +421,8 @@ class _Export:
         if op in ("starts_with", "ends_with"):
             return {op: [x, value]}
         if op == "contains":
-            return {"in": [value, x]}
+            # starts_with(x, "") is true for text only (flagd's string ops reject the rest)
+            return {"and": [{"starts_with": [x, ""]}, {"in": [value, x]}]}
         if op == "exists":
             return present if value else {"===": [x, None]}
         if op in _SEMVER:
@@ -426,12 +441,10 @@ class _Export:
                 break
         literal = _regex_literal(body)
         if literal is not None:
-            if end == "$":  # '$' also matches before a final newline
-                endings = [literal, literal + "\n"]
-            else:
-                endings = [literal] if end else []
+            # '$' also matches just before a final newline; '\Z' only at the very end
+            endings = [literal, literal + "\n"] if end == "$" else [literal]
             if start and end:
-                return {"in": [x, endings]} if len(endings) > 1 else {"===": [x, literal]}
+                return {"in": [x, endings]}
             if start:
                 return {"starts_with": [x, literal]}
             if end:
@@ -616,8 +629,8 @@ def export_flagd(flagset: FlagSet) -> tuple[dict[str, Any], list[str]]:
             "conditions: JsonLogic coerces types where edgeloop does not. A missing attribute "
             "behaves the same (the export adds presence checks), but an attribute of the wrong "
             "type can match in flagd and never in edgeloop: text '19' for a number comparison, "
-            "1 for eq true, true for eq 1, a list for 'contains', a number, a partial or a "
-            "v-prefixed version for semver_*, and dotted names that pass through a list"
+            "1 for eq true, true for eq 1, a number, a partial or a v-prefixed version for "
+            "semver_*, and dotted names that pass through a list"
         )
     if ex.flagd_attrs:
         names = ", ".join(sorted(ex.flagd_attrs))
@@ -626,7 +639,3 @@ def export_flagd(flagset: FlagSet) -> tuple[dict[str, Any], list[str]]:
             "(flagKey, timestamp), so these read flagd's values, not the caller's"
         )
     return doc, ex.warnings
-
-
-def flagd_state(flag: Flag) -> str:  # pragma: no cover - convenience for callers
-    return "ENABLED" if flag.state is FlagState.ENABLED else "DISABLED"

@@ -75,6 +75,8 @@ class Experiment:
     metrics: ExperimentMetrics
     hypothesis: str = ""
     channels: dict[str, Channel] = field(default_factory=dict)
+    # Outcomes count for a variant when they happen within this many minutes of exposure.
+    conversion_window_min: int = 15
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,7 @@ class _ExperimentIn(_Strict):
     hypothesis: str = ""
     metrics: _MetricsIn
     channels: dict[VariantName, Literal["edge_overlay", "client", "hybrid"]] = {}
+    conversion_window_min: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = 15
 
 
 class _FlagIn(_Strict):
@@ -314,6 +315,7 @@ def _experiment(
             guardrails=tuple(exp.metrics.guardrails),
         ),
         channels={n: Channel(c) for n, c in exp.channels.items()},
+        conversion_window_min=exp.conversion_window_min,
     )
 
 

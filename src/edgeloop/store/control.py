@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 import msgspec
 
+from edgeloop.model.aggregates import AggregateBatch, UnitRecord
+
 
 class StoredSnapshot(msgspec.Struct, frozen=True):
     version: int
@@ -128,6 +130,12 @@ class ControlStore(Protocol):
         self, request_id: int, status: str, actor: str, at: float
     ) -> None: ...
     def get_setting(self, key: str) -> Any: ...
+    def experiment_keys(self) -> dict[str, bytes]: ...
+    def add_experiment_key(self, experiment: str, key: bytes, at: float) -> None: ...
+    def destroy_experiment_key(self, experiment: str) -> bool: ...
+    def ingest_batch(self, batch: AggregateBatch, at: float) -> bool: ...
+    def aggregate_cells(self, experiment: str) -> list[tuple[str, float, dict[str, float]]]: ...
+    def unit_records(self, experiment: str) -> list[UnitRecord]: ...
     def set_setting(self, key: str, value: Any) -> None: ...
     def close(self) -> None: ...
 
@@ -190,6 +198,34 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    """
+    CREATE TABLE experiment_keys (
+        experiment TEXT PRIMARY KEY,
+        key BLOB NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE ingested_batches (
+        batch_id TEXT PRIMARY KEY,
+        edge TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE TABLE aggregate_cells (
+        experiment TEXT NOT NULL,
+        variant TEXT NOT NULL,
+        bucket REAL NOT NULL,
+        stats TEXT NOT NULL,
+        PRIMARY KEY (experiment, variant, bucket)
+    );
+    CREATE TABLE unit_records (
+        experiment TEXT NOT NULL,
+        pseudonym TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        at REAL NOT NULL,
+        variant TEXT,
+        value REAL NOT NULL
+    );
+    CREATE INDEX unit_records_experiment ON unit_records (experiment, pseudonym);
+    """,
 )
 
 
@@ -212,6 +248,8 @@ class SqliteControlStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
+        # Deleted rows (a destroyed experiment key) are overwritten on disk, not just unlinked.
+        self._db.execute("PRAGMA secure_delete=ON")
         self._migrate()
 
     def _migrate(self) -> None:
@@ -478,6 +516,78 @@ class SqliteControlStore:
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (key, json.dumps(value)),
             )
+
+    # privacy keys and aggregates ---------------------------------------------------------
+
+    def experiment_keys(self) -> dict[str, bytes]:
+        return {
+            r[0]: bytes(r[1]) for r in self._rows("SELECT experiment, key FROM experiment_keys")
+        }
+
+    def add_experiment_key(self, experiment: str, key: bytes, at: float) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO experiment_keys VALUES (?, ?, ?)", (experiment, key, at)
+            )
+
+    def destroy_experiment_key(self, experiment: str) -> bool:
+        with self._tx() as db:
+            cursor = db.execute("DELETE FROM experiment_keys WHERE experiment = ?", (experiment,))
+            destroyed = cursor.rowcount == 1
+        if destroyed:
+            with self._lock:  # move the freed pages out of the WAL into the (overwritten) file
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return destroyed
+
+    def ingest_batch(self, batch: AggregateBatch, at: float) -> bool:
+        """Add a batch's deltas once; a batch id seen before is acknowledged and ignored."""
+        with self._tx() as db:
+            seen = db.execute(
+                "SELECT 1 FROM ingested_batches WHERE batch_id = ?", (batch.batch_id,)
+            ).fetchone()
+            if seen:
+                return False
+            db.execute(
+                "INSERT INTO ingested_batches VALUES (?, ?, ?)", (batch.batch_id, batch.edge, at)
+            )
+            for cell in batch.cells:
+                row = db.execute(
+                    "SELECT stats FROM aggregate_cells WHERE experiment = ? AND variant = ? "
+                    "AND bucket = ?",
+                    (cell.experiment, cell.variant, cell.bucket),
+                ).fetchone()
+                stats = json.loads(row[0]) if row else {}
+                for name, value in cell.stats.items():
+                    stats[name] = stats.get(name, 0) + value
+                db.execute(
+                    "INSERT INTO aggregate_cells VALUES (?, ?, ?, ?) ON CONFLICT "
+                    "(experiment, variant, bucket) DO UPDATE SET stats = excluded.stats",
+                    (cell.experiment, cell.variant, cell.bucket, json.dumps(stats, sort_keys=True)),
+                )
+            db.executemany(
+                "INSERT INTO unit_records VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (r.experiment, r.pseudonym, r.kind, r.at, r.variant, r.value)
+                    for r in batch.records
+                ],
+            )
+            return True
+
+    def aggregate_cells(self, experiment: str) -> list[tuple[str, float, dict[str, float]]]:
+        rows = self._rows(
+            "SELECT variant, bucket, stats FROM aggregate_cells WHERE experiment = ? "
+            "ORDER BY bucket, variant",
+            experiment,
+        )
+        return [(r[0], r[1], json.loads(r[2])) for r in rows]
+
+    def unit_records(self, experiment: str) -> list[UnitRecord]:
+        rows = self._rows(
+            "SELECT experiment, pseudonym, kind, at, variant, value FROM unit_records "
+            "WHERE experiment = ? ORDER BY at",
+            experiment,
+        )
+        return [UnitRecord(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
     def close(self) -> None:
         with self._lock:

@@ -10,9 +10,11 @@ from .snapshot import (
     decode_signed,
 )
 from .source import Backoff, HttpSnapshotSource, LocalSnapshotSource, SnapshotSource
+from .telemetry import HttpAggregateChannel
 
 __all__ = [
     "Backoff",
+    "HttpAggregateChannel",
     "HttpSnapshotSource",
     "LocalSnapshotSource",
     "SignedSnapshot",

@@ -137,5 +137,5 @@ def decode_signed(data: bytes | str) -> SignedSnapshot:
     """Parse the wire form; raises SnapshotRejected('malformed') on anything else."""
     try:
         return msgspec.json.decode(data, type=SignedSnapshot)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeEncodeError) as exc:
         raise SnapshotRejected("malformed", str(exc)) from None
