@@ -1,0 +1,34 @@
+"""Pure statistics on sufficient statistics. Formulas and sources: docs/statistics.md."""
+
+from .bayes import BayesSummary, bayes_summary
+from .compare import Difference, WelchResult, absolute_lift, relative_lift, welch_t
+from .cuped import Paired, cuped_adjust, cuped_theta
+from .moments import Moments
+from .power import power_proportions, sample_size_means, sample_size_proportions
+from .sequential import DEFAULT_ALPHA, DEFAULT_TUNING, Sequence, confidence_sequence, rho_squared
+from .srm import SRM_ALPHA, SrmResult, srm_check
+
+__all__ = [
+    "DEFAULT_ALPHA",
+    "DEFAULT_TUNING",
+    "SRM_ALPHA",
+    "BayesSummary",
+    "Difference",
+    "Moments",
+    "Paired",
+    "Sequence",
+    "SrmResult",
+    "WelchResult",
+    "absolute_lift",
+    "bayes_summary",
+    "confidence_sequence",
+    "cuped_adjust",
+    "cuped_theta",
+    "power_proportions",
+    "relative_lift",
+    "rho_squared",
+    "sample_size_means",
+    "sample_size_proportions",
+    "srm_check",
+    "welch_t",
+]
