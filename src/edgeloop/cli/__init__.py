@@ -386,5 +386,68 @@ def flags_kill(
     out.print(f"killed {key}: snapshot version {body['version']}")
 
 
+@app.command("chat-irc")
+def chat_irc(
+    server: Annotated[str, typer.Option(help="IRC server host (Twitch: irc.chat.twitch.tv).")],
+    channel: Annotated[str, typer.Option(help="Channel to read, e.g. '#creator'.")],
+    nick: Annotated[
+        str, typer.Option(help="The bot's nick (Twitch: justinfan12345 reads anonymously).")
+    ],
+    edge_url: Annotated[
+        str, typer.Option("--edge", envvar="EDGELOOP_EDGE", help="The edge to send signals to.")
+    ] = "http://127.0.0.1:8701",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="IRC server port.")] = 6667,
+    password: Annotated[
+        str | None,
+        typer.Option(envvar="EDGELOOP_IRC_PASSWORD", help="Server password (Twitch: oauth:…)."),
+    ] = None,
+    tls: Annotated[bool, typer.Option(help="Connect with TLS (Twitch: port 6697).")] = False,
+) -> None:
+    """Read an IRC channel (never writing to it) and send its chat and emoji to an edge."""
+    import asyncio
+    import signal
+
+    from edgeloop.sdk.chat_irc import IrcChatBot
+
+    from . import services
+
+    try:
+        bot = IrcChatBot(
+            server=server,
+            port=port,
+            channel=channel,
+            nick=nick,
+            edge_url=edge_url,
+            password=password,
+            tls=tls,
+            clock=time.time,
+        )
+    except ValueError as exc:
+        err.print(str(exc), markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, bot.stop)
+        try:
+            await bot.run()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    out.print(
+        f"reading {channel} on {server}:{port} (read-only) → {edge_url.rstrip('/')}/v1/signals",
+        markup=False,
+        highlight=False,
+    )
+    services.run(serve())
+    s = bot.stats
+    out.print(
+        f"{s.messages} messages → {s.signals} signals: {s.accepted} accepted, "
+        f"{s.rejected} rejected, {s.dropped} dropped"
+    )
+
+
 def main() -> None:
     app()

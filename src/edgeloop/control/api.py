@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from edgeloop.model.errors import format_path
 from edgeloop.privacy import DEFAULT_K, suppressed
 from edgeloop.store import StoredSnapshot
 
@@ -102,7 +103,7 @@ def create_control_app(plane: ControlPlane, clock: Callable[[], float] = time.ti
         errors = [
             {
                 "line": i.line,
-                "path": ".".join(map(str, i.path)),
+                "path": format_path(i.path),
                 "message": i.message,
                 "text": str(i),
             }

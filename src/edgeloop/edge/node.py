@@ -190,7 +190,10 @@ class EdgeNode:
         session = self.sessions.get(attendee)
         baseline = session.sentiment if session is not None else None
         window = self._windows.get(experiment, 15 * 60.0)
-        self.telemetry.expose(experiment, attendee, d.variant, now, baseline, window)
+        # A rolled-back variant's attendees are served control but stay assigned to it
+        # (intention to treat), so the arms keep their configured sizes.
+        variant = str(d.metadata.get("assigned", d.variant))
+        self.telemetry.expose(experiment, attendee, variant, now, baseline, window)
 
     # signals -------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import mmh3
+import msgspec
 import semver
 
 from edgeloop.model import All, AnyOf, Clock, Compare, Condition, Flag, Not, SegmentRef
@@ -196,6 +197,18 @@ class FlagDecisions:
             self._cache[key] = found
         return found
 
+    def redirected(self, assigned: str, served: str) -> Decision:
+        """A rolled-back variant: the attendee stays *assigned* to it (for analysis) but is
+        served the control."""
+        key = (f"{assigned}->{served}", Reason.SPLIT)
+        found = self._cache.get(key)
+        if found is None:
+            base = self.of(served, Reason.SPLIT)
+            meta = {**base.metadata, "assigned": assigned}
+            found = msgspec.structs.replace(base, metadata=meta)
+            self._cache[key] = found
+        return found
+
     def default(self, reason: Reason) -> Decision:
         return self.of(self.flag.default_variant, reason)
 
@@ -231,6 +244,15 @@ def _unit_normalizer(decisions: FlagDecisions, attr: str) -> Callable[[Any], str
     return normalize
 
 
+def _served(flag: Flag, variant: str, decisions: FlagDecisions) -> Decision:
+    """What an attendee bucketed into ``variant`` is served: the variant, or the control if
+    the variant was rolled back."""
+    exp, control = flag.experiment, flag.control_variant
+    if exp is not None and control is not None and variant in exp.rolled_back:
+        return decisions.redirected(variant, control)
+    return decisions.of(variant, Reason.SPLIT)
+
+
 def _emit_split(
     src: _Source,
     depth: int,
@@ -240,8 +262,9 @@ def _emit_split(
     sticky: Callable[[str, Decision], Decision] | None,
 ) -> None:
     live = [(i, name, w) for i, (name, w) in enumerate(weights) if w > 0]
+    picks = [src.const(_served(flag, name, decisions)) for _i, name, _w in live]
     if len(live) == 1:
-        src.emit(depth, f"return {src.const(decisions.of(live[0][1], Reason.SPLIT))}")
+        src.emit(depth, f"return {picks[0]}")
         return
     unit, data = src.temp(), src.temp()
     normalize = src.const(_unit_normalizer(decisions, flag.bucket_by))
@@ -278,7 +301,6 @@ def _emit_split(
         bits = f"({h} >> {shift}) & {LANE_MASK}" if shift else f"{h} & {LANE_MASK}"
         factor = "" if weight == first_weight else f" * {src.const(first_weight / weight)}"
         exprs.append(f"_LN[{bits}]{factor}")
-    picks = [src.const(decisions.of(name, Reason.SPLIT)) for _i, name, _w in live]
     ret = (
         (lambda d: f"return {d}")
         if sticky is None
@@ -339,6 +361,10 @@ def compile_native(
             src.emit(
                 depth, f"return {src.const(decisions.of(rule.variant, Reason.TARGETING_MATCH))}"
             )
+        elif flag.experiment is not None and flag.experiment.paused and flag.control_variant:
+            # A paused experiment serves its control and records no exposures (not a SPLIT).
+            paused = decisions.of(flag.control_variant, Reason.TARGETING_MATCH)
+            src.emit(depth, f"return {src.const(paused)}")
         else:
             assert rule.split is not None  # the loader guarantees variant xor split
             sticky = sticky_for(flag, rule.split, decisions) if sticky_for and flag.sticky else None

@@ -115,7 +115,7 @@ def bucket_bytes(bucket_by: Any) -> bytes | None:
             if len(bucket_by) == 2:
                 first, second = bucket_by
                 if first.__class__ is str and second.__class__ is str:
-                    return b"\x82" + _cbor_text(first) + _cbor_text(second)
+                    return b"\x82" + _cbor_text(second) + _cbor_text(first)
         elif cls is str:
             return _cbor_text(bucket_by)
     except UnicodeEncodeError:
@@ -163,7 +163,7 @@ def _parse_table(args: Sequence[Any]) -> _Table | None:
 
 
 def _pick(table: _Table, hash_value: int) -> Any:
-    bucket = (hash_value * table.total) >> 33
+    bucket = (hash_value * table.total) >> 32
     return table.variants[bisect.bisect_right(table.ends, bucket)]
 
 

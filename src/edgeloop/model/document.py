@@ -14,8 +14,8 @@ from .source import _core_scalar
 
 
 class _Dumper(yaml.SafeDumper):
-    """SafeDumper (YAML 1.1 rules) that also quotes text the loader's YAML 1.2 core schema would
-    read as a number: ``1e5``, ``0o17``, ``+.5`` are plain strings to PyYAML but floats/ints to us."""
+    """SafeDumper (YAML 1.1 rules) that also quotes text the loader's YAML 1.2 core schema
+    would read as a number: ``1e5``, ``0o17``, ``+.5`` are plain strings to PyYAML, not to us."""
 
     def represent_str(self, data: str) -> yaml.ScalarNode:
         node = super().represent_str(data)
@@ -93,6 +93,25 @@ def flag_to_raw(flag: Flag) -> dict[str, Any]:
             raw_exp["channels"] = {k: str(v) for k, v in exp.channels.items()}
         if exp.conversion_window_min != 15:
             raw_exp["conversion_window_min"] = exp.conversion_window_min
+        if exp.control is not None:
+            raw_exp["control"] = exp.control
+        if exp.rules:
+            raw_exp["rules"] = [
+                {"rule": g.rule.text, "min_attendees": g.min_attendees, "mode": str(g.mode)}
+                for g in exp.rules
+            ]
+        if exp.rolled_back:
+            raw_exp["rolled_back"] = list(exp.rolled_back)
+        if exp.paused:
+            raw_exp["paused"] = True
+        if exp.allocation is not None:
+            a = exp.allocation
+            raw_exp["allocation"] = {
+                "method": a.method,
+                "floor": a.floor,
+                "min_samples": a.min_samples,
+                "every_min": a.every_min,
+            }
         out["experiment"] = raw_exp
     return out
 

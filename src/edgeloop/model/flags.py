@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from .conditions import Condition
+from .guardrails import Guardrail
 
 Metadata = dict[str, str | int | float | bool]
 
@@ -77,6 +78,24 @@ class Experiment:
     channels: dict[str, Channel] = field(default_factory=dict)
     # Outcomes count for a variant when they happen within this many minutes of exposure.
     conversion_window_min: int = 15
+    # The variant others are compared with (default: the first variant of the split).
+    control: str | None = None
+    rules: tuple[Guardrail, ...] = ()
+    # Set by the decision loop or an operator: these variants' traffic is served control.
+    rolled_back: tuple[str, ...] = ()
+    # A paused experiment serves control to everyone in it and records no new exposures.
+    paused: bool = False
+    allocation: Allocation | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """Adaptive allocation (opt-in): Thompson sampling on the primary metric."""
+
+    method: str = "thompson"
+    floor: float = 0.05  # no arm's weight goes below this share
+    min_samples: int = 200  # exposures per arm before weights move
+    every_min: int = 15  # re-weighting period (event time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +119,16 @@ class Flag:
     @property
     def bucket_salt(self) -> str:
         return self.key if self.salt is None else self.salt
+
+    @property
+    def control_variant(self) -> str | None:
+        """The experiment's control: as configured, else the first variant of the first split."""
+        if self.experiment is not None and self.experiment.control is not None:
+            return self.experiment.control
+        for rule in self.rules:
+            if rule.split:
+                return rule.split[0][0]
+        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .conditions import Condition, parse_condition, segment_refs
 from .errors import FlagsValidationError, Path, ValidationIssue
 from .flags import (
+    Allocation,
     Channel,
     Experiment,
     ExperimentMetrics,
@@ -23,6 +24,7 @@ from .flags import (
     Rule,
     ValueType,
 )
+from .guardrails import Guardrail, Mode, RuleSyntaxError, parse_rule
 from .source import SourceError, line_of, parse_document
 
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,199}$"
@@ -57,12 +59,30 @@ class _MetricsIn(_Strict):
     guardrails: list[MetricName] = []
 
 
+class _GuardrailIn(_Strict):
+    rule: Annotated[str, Field(min_length=1, max_length=1000)]
+    min_attendees: Annotated[int, Field(ge=1)] = 100
+    mode: Literal["statistical", "literal"] = "statistical"
+
+
+class _AllocationIn(_Strict):
+    method: Literal["thompson"] = "thompson"
+    floor: Annotated[float, Field(ge=0, le=0.5)] = 0.05
+    min_samples: Annotated[int, Field(ge=1)] = 200
+    every_min: Annotated[int, Field(ge=1)] = 15
+
+
 class _ExperimentIn(_Strict):
     key: Key
     hypothesis: str = ""
     metrics: _MetricsIn
     channels: dict[VariantName, Literal["edge_overlay", "client", "hybrid"]] = {}
     conversion_window_min: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = 15
+    control: VariantName | None = None
+    rules: list[_GuardrailIn] = []
+    rolled_back: list[VariantName] = []
+    paused: bool = False
+    allocation: _AllocationIn | None = None
 
 
 class _FlagIn(_Strict):
@@ -306,6 +326,25 @@ def _experiment(
     for name in exp.channels:
         if variants is not None and name not in variants:
             out.add((*path, "channels", name), f"names a missing variant {name!r}")
+    if exp.control is not None and variants is not None and exp.control not in variants:
+        out.add((*path, "control"), f"names a missing variant {exp.control!r}")
+    for i, name in enumerate(exp.rolled_back):
+        if variants is not None and name not in variants:
+            out.add((*path, "rolled_back", i), f"names a missing variant {name!r}")
+        elif name == exp.control:
+            out.add((*path, "rolled_back", i), "the control cannot be rolled back")
+    guardrails = []
+    for i, g in enumerate(exp.rules):
+        try:
+            rule = parse_rule(g.rule)
+        except RuleSyntaxError as exc:
+            out.add((*path, "rules", i, "rule"), str(exc))
+            continue
+        guardrails.append(Guardrail(rule, g.min_attendees, Mode(g.mode)))
+    allocation = None
+    if exp.allocation is not None:
+        a = exp.allocation
+        allocation = Allocation(a.method, a.floor, a.min_samples, a.every_min)
     return Experiment(
         key=exp.key,
         hypothesis=exp.hypothesis,
@@ -316,6 +355,11 @@ def _experiment(
         ),
         channels={n: Channel(c) for n, c in exp.channels.items()},
         conversion_window_min=exp.conversion_window_min,
+        control=exp.control,
+        rules=tuple(guardrails),
+        rolled_back=tuple(exp.rolled_back),
+        paused=exp.paused,
+        allocation=allocation,
     )
 
 

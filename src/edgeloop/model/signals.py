@@ -130,7 +130,7 @@ def decode_batch(body: bytes, now: float) -> Batch:
         raise BatchError(f"body larger than {MAX_BODY_BYTES} bytes")
     try:
         signals = _batch.decode(body)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         return _decode_each(body, now)
     if len(signals) > MAX_BATCH:
         raise BatchError(f"more than {MAX_BATCH} signals in one batch")
@@ -153,6 +153,8 @@ def _decode_each(body: bytes, now: float) -> Batch:
         items = _items.decode(body)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise BatchError(f"expected a JSON array of signals: {exc}") from None
+    except RecursionError:  # msgspec's nesting limit (~1000 levels): hostile, not a batch
+        raise BatchError("expected a JSON array of signals: nested too deeply") from None
     if len(items) > MAX_BATCH:
         raise BatchError(f"more than {MAX_BATCH} signals in one batch")
     accepted: list[Signal] = []
@@ -162,6 +164,9 @@ def _decode_each(body: bytes, now: float) -> Batch:
             signal = _one.decode(raw)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             rejected.append(Rejected(i, str(exc)))
+            continue
+        except RecursionError:
+            rejected.append(Rejected(i, "nested too deeply"))
             continue
         problem = _time_problem(signal.ts, now)
         if problem:

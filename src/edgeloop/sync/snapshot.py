@@ -118,7 +118,7 @@ class SnapshotVerifier:
             raise SnapshotRejected("bad_signature", f"version {signed.version}") from None
         try:
             envelope = msgspec.json.decode(payload, type=_Envelope)
-        except msgspec.ValidationError as exc:
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise SnapshotRejected("malformed", str(exc)) from None
         if envelope.version != signed.version:
             raise SnapshotRejected(
