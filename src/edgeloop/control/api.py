@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Literal
@@ -19,11 +20,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from edgeloop.model import load_flags
 from edgeloop.model.errors import format_path
 from edgeloop.privacy import DEFAULT_K, suppressed
 from edgeloop.store import StoredSnapshot
 
 from .auth import Permission, Principal, Role, hash_token
+from .loop import DecisionLoop
+from .reports import report_json
 from .service import Conflict, ControlPlane, InvalidBatch, InvalidChange, NotFound
 
 KEEPALIVE_S = 15.0
@@ -51,13 +55,22 @@ class NewToken(BaseModel):
 
 class Settings(BaseModel):
     four_eyes: bool = Field(description="A designer's launch needs an operator's approval.")
+    webhook_url: str | None = Field(
+        None, max_length=2000, description="Where the decision loop posts guardrail trips."
+    )
+
+
+class Restore(BaseModel):
+    variant: str = Field(min_length=1, description="The variant to restore, or * to un-pause.")
+    reason: str = Field("", max_length=2000)
 
 
 def _principal(request: Request, authorization: str | None) -> Principal:
-    if not authorization or not authorization.startswith("Bearer "):
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
         raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
     plane: ControlPlane = request.app.state.plane
-    record = plane.store.token_by_hash(hash_token(authorization[7:].strip()))
+    record = plane.store.token_by_hash(hash_token(token.strip()))
     if record is None or record.revoked_at is not None:
         raise HTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
     return Principal(record.id, record.name, Role(record.role))
@@ -90,13 +103,17 @@ def _snapshot_json(s: StoredSnapshot) -> dict[str, Any]:
     return {"version": s.version, "payload": s.payload, "signature": s.signature}
 
 
-def create_control_app(plane: ControlPlane, clock: Callable[[], float] = time.time) -> FastAPI:
+def create_control_app(
+    plane: ControlPlane, clock: Callable[[], float] = time.time, loop: DecisionLoop | None = None
+) -> FastAPI:
     app = FastAPI(
         title="edgeloop control plane",
         version="0.1.0",
         description="Flags, experiments, roles and audit; every change is a signed snapshot.",
     )
     app.state.plane = plane
+    loop = loop or DecisionLoop(plane)
+    app.state.loop = loop
 
     @app.exception_handler(InvalidChange)
     async def invalid(_: Request, exc: InvalidChange) -> JSONResponse:
@@ -273,14 +290,39 @@ def create_control_app(plane: ControlPlane, clock: Callable[[], float] = time.ti
     ) -> dict[str, Any]:
         return {"entries": msgspec.to_builtins(plane.store.audit_log(limit, before_id))}
 
+    def settings() -> Settings:
+        return Settings(four_eyes=plane.four_eyes(), webhook_url=plane.webhook_url())
+
     @app.get("/v1/settings", tags=["settings"])
     def get_settings(who: Principal = reader) -> Settings:
-        return Settings(four_eyes=plane.four_eyes())
+        return settings()
 
     @app.put("/v1/settings", tags=["settings"])
     def put_settings(body: Settings, who: Principal = configurer) -> Settings:
-        plane.set_four_eyes(who, body.four_eyes, clock())
-        return Settings(four_eyes=plane.four_eyes())
+        now = clock()
+        if body.four_eyes != plane.four_eyes():
+            plane.set_four_eyes(who, body.four_eyes, now)
+        if body.webhook_url != plane.webhook_url():
+            plane.set_webhook_url(who, body.webhook_url, now)
+        return settings()
+
+    # the decision loop ------------------------------------------------------------------------
+
+    @app.get("/v1/experiments/{experiment}/report", tags=["experiments"])
+    def report(experiment: str, who: Principal = reader) -> dict[str, Any]:
+        """Per-variant metrics, comparisons with fixed and always-valid intervals, SRM."""
+        flag = _experiment_flag(plane, experiment)
+        return report_json(loop.report_for(flag, clock()))
+
+    @app.get("/v1/experiments/{experiment}/trips", tags=["experiments"])
+    def trips(experiment: str, who: Principal = reader) -> dict[str, Any]:
+        """What the decision loop did, with its evidence, and who reversed it."""
+        return {"trips": msgspec.to_builtins(plane.store.trips(experiment))}
+
+    @app.post("/v1/experiments/{experiment}/restore", tags=["experiments"])
+    def restore(experiment: str, body: Restore, who: Principal = roller) -> dict[str, int]:
+        """Reverse a rollback (or, with variant '*', a pause)."""
+        return {"version": loop.restore(who, experiment, body.variant, body.reason, clock())}
 
     # snapshots for edges ---------------------------------------------------------------------
 
@@ -352,6 +394,15 @@ def create_control_app(plane: ControlPlane, clock: Callable[[], float] = time.ti
         return {"experiment": experiment, "variants": released, "k": DEFAULT_K}
 
     return app
+
+
+def _experiment_flag(plane: ControlPlane, experiment: str) -> Any:
+    _version, doc = plane.document()
+    flagset = load_flags(json.dumps(doc), "live")
+    for flag in flagset.flags.values():
+        if flag.experiment is not None and flag.experiment.key == experiment:
+            return flag
+    raise NotFound(f"no live experiment {experiment!r}")
 
 
 async def _events(plane: ControlPlane, after: int) -> AsyncIterator[bytes]:

@@ -32,6 +32,7 @@ from .auth import Principal, Role, new_token
 
 EMPTY_DOCUMENT: dict[str, Any] = {"flags": {}}
 FOUR_EYES = "four_eyes"  # setting: a designer's launch needs an operator's approval
+WEBHOOK_URL = "webhook_url"  # setting: where the decision loop posts its trips
 
 
 class InvalidChange(Exception):
@@ -92,7 +93,7 @@ class ControlPlane:
 
     # changing flags: every path ends in _commit ------------------------------------------
 
-    def _commit(
+    def commit(
         self,
         who: Principal,
         action: str,
@@ -112,6 +113,8 @@ class ControlPlane:
         changes = _diff(old_doc.get("flags", {}), new_doc.get("flags", {}), action)
         if not changes and _meta(old_doc) == _meta(new_doc):
             return version  # nothing to do: no new snapshot, no audit noise
+        # Keys first: a crash after this leaves a spare key, never a live experiment without one.
+        self._add_experiment_keys(new_doc, now)
         signed = self.signer.sign(version + 1, now, flagset)
         stored = StoredSnapshot(signed.version, signed.payload, signed.signature, now)
         diffs = {c.flag_key: _field_diff(c.before, c.after) for c in changes}
@@ -129,20 +132,27 @@ class ControlPlane:
             self.store.commit_snapshot(stored, changes, audit, **extra)
         except VersionConflict as exc:
             raise Conflict(str(exc)) from None
-        self._sync_experiment_keys(new_doc, now)
+        self._destroy_archived_keys(new_doc, now)
         self.hub.publish(stored.version)
         return stored.version
 
     # privacy keys and aggregates -------------------------------------------------------------
 
-    def _sync_experiment_keys(self, doc: dict[str, Any], now: float) -> None:
-        """A key for every live experiment; an archived experiment's key is destroyed, after
-        which its pseudonymous records can no longer be linked to any attendee."""
-        live = {f["experiment"]["key"] for f in doc.get("flags", {}).values() if "experiment" in f}
+    @staticmethod
+    def _experiments(doc: dict[str, Any]) -> set[str]:
+        return {f["experiment"]["key"] for f in doc.get("flags", {}).values() if "experiment" in f}
+
+    def _add_experiment_keys(self, doc: dict[str, Any], now: float) -> None:
+        """A key for every live experiment."""
         held = self.store.experiment_keys()
-        for experiment in sorted(live - held.keys()):
+        for experiment in sorted(self._experiments(doc) - held.keys()):
             self.store.add_experiment_key(experiment, new_experiment_key(), now)
-        for experiment in sorted(held.keys() - live):
+
+    def _destroy_archived_keys(self, doc: dict[str, Any], now: float) -> None:
+        """An archived experiment's key is destroyed, after which its pseudonymous records can
+        no longer be linked to any attendee."""
+        held = self.store.experiment_keys()
+        for experiment in sorted(held.keys() - self._experiments(doc)):
             self.store.destroy_experiment_key(experiment)
             system = AuditRecord(now, "system", "system", "experiment.key_destroyed", experiment)
             self.store.append_audit(system)
@@ -163,20 +173,20 @@ class ControlPlane:
             flagset = load_flags(text, "document")
         except FlagsValidationError as exc:
             raise InvalidChange(exc.issues) from None
-        return self._commit(who, "document.replace", "*", flagset_to_raw(flagset), reason, now)
+        return self.commit(who, "document.replace", "*", flagset_to_raw(flagset), reason, now)
 
     def put_flag(self, who: Principal, key: str, definition: Any, reason: str, now: float) -> int:
         _, doc = self.document()
         action = "flag.update" if key in doc["flags"] else "flag.create"
         doc["flags"][key] = definition
-        return self._commit(who, action, key, doc, reason, now)
+        return self.commit(who, action, key, doc, reason, now)
 
     def archive_flag(self, who: Principal, key: str, reason: str, now: float) -> int:
         _, doc = self.document()
         if key not in doc["flags"]:
             raise NotFound(f"no flag {key!r}")
         del doc["flags"][key]
-        return self._commit(who, "flag.archive", key, doc, reason, now)
+        return self.commit(who, "flag.archive", key, doc, reason, now)
 
     def set_state(self, who: Principal, key: str, state: str, reason: str, now: float) -> int:
         """Toggle a flag ENABLED/DISABLED; DISABLED is the kill switch."""
@@ -186,7 +196,7 @@ class ControlPlane:
             raise NotFound(f"no flag {key!r}")
         flag["state"] = state
         action = "flag.kill" if state == "DISABLED" else "flag.enable"
-        return self._commit(who, action, key, doc, reason, now)
+        return self.commit(who, action, key, doc, reason, now)
 
     def rollback_flag(
         self, who: Principal, key: str, to_version: int, reason: str, now: float
@@ -196,7 +206,7 @@ class ControlPlane:
             raise NotFound(f"flag {key!r} did not exist at version {to_version}")
         _, doc = self.document()
         doc["flags"][key] = old
-        return self._commit(
+        return self.commit(
             who, "flag.rollback", key, doc, f"to version {to_version}: {reason}", now
         )
 
@@ -270,9 +280,9 @@ class ControlPlane:
     def _launch(
         self, who: Principal, request_id: int, key: str, definition: Any, reason: str, now: float
     ) -> int:
-        _, doc = self.document()
+        before, doc = self.document()
         doc["flags"][key] = definition
-        return self._commit(
+        version = self.commit(
             who,
             "launch.approve",
             key,
@@ -282,6 +292,13 @@ class ControlPlane:
             draft_done=key,
             launch_request=(request_id, "approved", who.name, now),
         )
+        if version == before:  # the draft equals the live flag: close the request all the same
+            self.store.decide_launch_request(request_id, "approved", who.name, now)
+            self.store.delete_draft(key)
+            self.store.append_audit(
+                AuditRecord(now, who.name, str(who.role), "launch.approve", key, None, None, reason)
+            )
+        return version
 
     # tokens and settings -------------------------------------------------------------------
 
@@ -314,6 +331,17 @@ class ControlPlane:
         self.store.set_setting(FOUR_EYES, enabled)
         self.store.append_audit(
             AuditRecord(now, who.name, str(who.role), "settings.update", FOUR_EYES, before, enabled)
+        )
+
+    def webhook_url(self) -> str | None:
+        value = self.store.get_setting(WEBHOOK_URL)
+        return value if isinstance(value, str) and value else None
+
+    def set_webhook_url(self, who: Principal, url: str | None, now: float) -> None:
+        before = self.webhook_url()
+        self.store.set_setting(WEBHOOK_URL, url or "")
+        self.store.append_audit(
+            AuditRecord(now, who.name, str(who.role), "settings.update", WEBHOOK_URL, before, url)
         )
 
     def bootstrap_admin(self, now: float, name: str = "bootstrap-admin") -> str | None:

@@ -277,10 +277,13 @@ class EdgeNode:
         if keys is not None:
             try:
                 self.keys = await keys()
-                # Archived experiments get no key any more: their raw records must never leave.
-                self.telemetry.drop_records_except(set(self._windows))
             except Exception as exc:
                 log.info("experiment keys unavailable: %r", exc)
+        # Archived experiments get no key any more: their raw records must never leave, not even
+        # under a key cached before the archive (when the key refresh above failed).
+        live = set(self._windows)
+        self.keys = {k: v for k, v in self.keys.items() if k in live}
+        self.telemetry.drop_records_except(live)
         if self.outbox.full():
             if not self.metrics.outbox_full:
                 log.warning(

@@ -115,7 +115,7 @@ def bucket_bytes(bucket_by: Any) -> bytes | None:
             if len(bucket_by) == 2:
                 first, second = bucket_by
                 if first.__class__ is str and second.__class__ is str:
-                    return b"\x82" + _cbor_text(second) + _cbor_text(first)
+                    return b"\x82" + _cbor_text(first) + _cbor_text(second)
         elif cls is str:
             return _cbor_text(bucket_by)
     except UnicodeEncodeError:

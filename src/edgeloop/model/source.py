@@ -21,7 +21,7 @@ from .errors import Path, ValidationIssue
 MAX_NODES = 1_000_000
 MAX_DEPTH = 200
 
-_INT = re.compile(r"^[-+]?(0|[1-9][0-9]*)$")
+_INT = re.compile(r"^[-+]?[0-9]+$")  # YAML 1.2 core: 012 is the integer 12
 _INT_OCT = re.compile(r"^0o[0-7]+$")
 _INT_HEX = re.compile(r"^0x[0-9a-fA-F]+$")
 _FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")

@@ -27,7 +27,7 @@ raise :class:`ReadOnlyViolation` instead of reaching the server.
 
 Delivery: signals are queued (bounded; the oldest are dropped and counted past ``max_queue``),
 posted to ``{edge}/v1/signals`` in batches of up to ``batch_size`` or every ``flush_interval``
-seconds, and retried with exponential back-off (full jitter, ``Retry-After`` honoured) on
+seconds, and retried with exponential back-off (jittered, ``Retry-After`` honoured) on
 transport errors, 429 and 5xx. A batch the edge refuses as a whole (other 4xx) is not retried.
 """
 
@@ -85,6 +85,7 @@ ALLOWED_COMMANDS = frozenset({"CAP", "PASS", "NICK", "USER", "JOIN", "PONG", "QU
 
 _encode = msgspec.json.Encoder().encode
 _CHANNEL_PREFIXES = "#&+!"
+_BAD = " ,\a\r\n\0"  # never in a channel name or a nick
 
 
 class ReadOnlyViolation(RuntimeError):
@@ -167,6 +168,8 @@ class ReadOnlyConnection(AioConnection):
         command = string.split(" ", 1)[0].upper()
         if command not in ALLOWED_COMMANDS:
             raise ReadOnlyViolation(f"the chat bot is read-only: refusing to send {command}")
+        if any(c in string for c in "\r\n\0"):  # a second line smuggled after an allowed one
+            raise ReadOnlyViolation(f"refusing to send a {command} line with a line break in it")
         super().send_raw(string)
 
 
@@ -175,7 +178,10 @@ class _Reactor(AioReactor):
 
 
 class _Backoff:
-    """Exponential back-off with full jitter (the same policy as the edge's snapshot sync)."""
+    """Exponential back-off with jitter: each delay is drawn from [c/2, c], c = min(cap, base·2^n).
+
+    Never near zero, so a down edge or server is not hammered by unlucky draws.
+    """
 
     def __init__(self, base: float, cap: float, rng: random.Random) -> None:
         self.base = base
@@ -230,9 +236,9 @@ class IrcChatBot:
         http: httpx.AsyncClient | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        if not channel or channel[0] not in _CHANNEL_PREFIXES or any(c in channel for c in " ,\a"):
+        if not channel or channel[0] not in _CHANNEL_PREFIXES or any(c in channel for c in _BAD):
             raise ValueError(f"not an IRC channel name: {channel!r} (e.g. '#creator')")
-        if not nick or any(c in nick for c in " ,:!@\r\n") or nick[0] in _CHANNEL_PREFIXES:
+        if not nick or any(c in nick for c in _BAD + ":!@") or nick[0] in _CHANNEL_PREFIXES:
             raise ValueError(f"not an IRC nick: {nick!r}")
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be between 1 and {MAX_BATCH}")
@@ -359,6 +365,7 @@ class IrcChatBot:
         while not self._stop.is_set():
             self._gone.clear()
             self._offered.clear()
+            self.capabilities.clear()
             try:
                 await connection.connect(
                     self.server,
@@ -418,7 +425,8 @@ class IrcChatBot:
 
     def _on_nick_in_use(self, connection: ServerConnection, event: Event) -> None:
         taken = event.arguments[0] if event.arguments else connection.get_nickname()
-        connection.nick(taken[:-1] + "_" if len(taken) >= 16 else taken + "_")
+        log.warning("nick %s is taken; trying %s_", taken, taken)
+        connection.nick(taken + "_")
 
     def _ours(self, connection: ServerConnection, event: Event) -> bool:
         """Is this about our own nick in our channel?"""

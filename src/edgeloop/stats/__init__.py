@@ -3,8 +3,10 @@
 from .bayes import BayesSummary, bayes_summary
 from .compare import Difference, WelchResult, absolute_lift, relative_lift, welch_t
 from .cuped import Paired, cuped_adjust, cuped_theta
+from .guardrails import Evidence, Verdict, judge
 from .moments import Moments
 from .power import power_proportions, sample_size_means, sample_size_proportions
+from .report import ExperimentReport, Retention, VariantStats, build_report, retention_by_variant
 from .sequential import DEFAULT_ALPHA, DEFAULT_TUNING, Sequence, confidence_sequence, rho_squared
 from .srm import SRM_ALPHA, SrmResult, srm_check
 
@@ -14,18 +16,26 @@ __all__ = [
     "SRM_ALPHA",
     "BayesSummary",
     "Difference",
+    "Evidence",
+    "ExperimentReport",
     "Moments",
     "Paired",
+    "Retention",
     "Sequence",
     "SrmResult",
+    "VariantStats",
+    "Verdict",
     "WelchResult",
     "absolute_lift",
     "bayes_summary",
+    "build_report",
     "confidence_sequence",
     "cuped_adjust",
     "cuped_theta",
+    "judge",
     "power_proportions",
     "relative_lift",
+    "retention_by_variant",
     "rho_squared",
     "sample_size_means",
     "sample_size_proportions",

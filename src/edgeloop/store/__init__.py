@@ -11,6 +11,7 @@ from .control import (
     SqliteControlStore,
     StoredSnapshot,
     TokenRecord,
+    Trip,
     VersionConflict,
 )
 from .snapshot_file import LastKnownGood
@@ -27,5 +28,6 @@ __all__ = [
     "SqliteControlStore",
     "StoredSnapshot",
     "TokenRecord",
+    "Trip",
     "VersionConflict",
 ]

@@ -97,6 +97,21 @@ class AuditRecord(msgspec.Struct, frozen=True):
     reason: str = ""
 
 
+class Trip(msgspec.Struct, frozen=True):
+    """A guardrail that fired (or an operator's manual action on one), with its evidence."""
+
+    id: int
+    experiment: str
+    rule: str
+    variant: str
+    action: str
+    at: float
+    version: int | None
+    evidence: Any
+    reversed_by: str | None
+    reversed_at: float | None
+
+
 class VersionConflict(Exception):
     """Someone else committed first; re-read and retry."""
 
@@ -123,6 +138,7 @@ class ControlStore(Protocol):
     def put_draft(self, draft: Draft) -> None: ...
     def get_draft(self, flag_key: str) -> Draft | None: ...
     def list_drafts(self) -> list[Draft]: ...
+    def delete_draft(self, flag_key: str) -> None: ...
     def add_launch_request(self, request: LaunchRequest) -> int: ...
     def get_launch_request(self, request_id: int) -> LaunchRequest | None: ...
     def list_launch_requests(self, status: str | None = None) -> list[LaunchRequest]: ...
@@ -136,6 +152,9 @@ class ControlStore(Protocol):
     def ingest_batch(self, batch: AggregateBatch, at: float) -> bool: ...
     def aggregate_cells(self, experiment: str) -> list[tuple[str, float, dict[str, float]]]: ...
     def unit_records(self, experiment: str) -> list[UnitRecord]: ...
+    def add_trip(self, trip: Trip) -> int: ...
+    def trips(self, experiment: str) -> list[Trip]: ...
+    def reverse_trips(self, experiment: str, variant: str, actor: str, at: float) -> int: ...
     def set_setting(self, key: str, value: Any) -> None: ...
     def close(self) -> None: ...
 
@@ -225,6 +244,21 @@ MIGRATIONS: tuple[str, ...] = (
         value REAL NOT NULL
     );
     CREATE INDEX unit_records_experiment ON unit_records (experiment, pseudonym);
+    """,
+    """
+    CREATE TABLE guardrail_trips (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        experiment TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        variant TEXT NOT NULL,
+        action TEXT NOT NULL,
+        at REAL NOT NULL,
+        version INTEGER,
+        evidence TEXT NOT NULL,
+        reversed_by TEXT,
+        reversed_at REAL
+    );
+    CREATE INDEX guardrail_trips_key ON guardrail_trips (experiment, rule, variant);
     """,
 )
 
@@ -450,6 +484,10 @@ class SqliteControlStore:
         )
         return [Draft(r[0], _loads(r[1]), r[2], r[3]) for r in rows]
 
+    def delete_draft(self, flag_key: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM drafts WHERE flag_key = ?", (flag_key,))
+
     def add_launch_request(self, request: LaunchRequest) -> int:
         with self._tx() as db:
             cursor = db.execute(
@@ -588,6 +626,44 @@ class SqliteControlStore:
             experiment,
         )
         return [UnitRecord(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+    # guardrail trips ---------------------------------------------------------------------
+
+    def add_trip(self, trip: Trip) -> int:
+        with self._tx() as db:
+            cursor = db.execute(
+                "INSERT INTO guardrail_trips (experiment, rule, variant, action, at, version, "
+                "evidence, reversed_by, reversed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    trip.experiment,
+                    trip.rule,
+                    trip.variant,
+                    trip.action,
+                    trip.at,
+                    trip.version,
+                    _dumps(trip.evidence),
+                    trip.reversed_by,
+                    trip.reversed_at,
+                ),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def trips(self, experiment: str) -> list[Trip]:
+        rows = self._rows(
+            "SELECT id, experiment, rule, variant, action, at, version, evidence, reversed_by, "
+            "reversed_at FROM guardrail_trips WHERE experiment = ? ORDER BY id",
+            experiment,
+        )
+        return [Trip(*r[:7], _loads(r[7]), r[8], r[9]) for r in rows]
+
+    def reverse_trips(self, experiment: str, variant: str, actor: str, at: float) -> int:
+        with self._tx() as db:
+            cursor = db.execute(
+                "UPDATE guardrail_trips SET reversed_by = ?, reversed_at = ? "
+                "WHERE experiment = ? AND variant = ? AND reversed_by IS NULL",
+                (actor, at, experiment, variant),
+            )
+            return cursor.rowcount
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,209 @@
+"""One experiment's report from its aggregates: per-variant metrics, comparisons, SRM.
+
+Metrics (docs/statistics.md has the formulas):
+- ``conversion``: converters / exposed attendees (within the experiment's window);
+- ``revenue``: revenue per exposed attendee;
+- ``sentiment``: the chat reaction index (mean valence of chat items after exposure);
+  ``change`` is its relative difference to control, ``baseline_change`` to the variant's own
+  attendees' pre-exposure baseline;
+- ``retention_dN``: among *matured* attendees (exposed at least N+1 rolling days ago), the share
+  who returned on day N (``returned_on``: in [N, N+1) days after exposure) or on or after day N
+  (``returned_by``: at least N days after exposure). Computed from pseudonymous records, scaled by
+  nothing: both numerator and denominator come from the same privacy sample.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from edgeloop.model.aggregates import CELL_FIELDS, UnitRecord
+
+from .bayes import BayesSummary, bayes_summary
+from .compare import Difference, absolute_lift, relative_lift
+from .moments import Moments
+from .sequential import DEFAULT_ALPHA, DEFAULT_TUNING, Sequence, confidence_sequence
+from .srm import SrmResult, srm_check
+
+DAY_S = 86400.0
+RETENTION_DAYS = (7, 30, 90)
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    matured: int
+    returned_on: int  # returned on day N exactly
+    returned_by: int  # returned on or after day N
+
+    @property
+    def on_rate(self) -> float:
+        return self.returned_on / self.matured if self.matured else math.nan
+
+    @property
+    def by_rate(self) -> float:
+        return self.returned_by / self.matured if self.matured else math.nan
+
+
+@dataclass(frozen=True, slots=True)
+class VariantStats:
+    variant: str
+    attendees: int
+    conversion: Moments
+    revenue: Moments
+    sentiment: Moments
+    baseline: Moments
+    retention: dict[int, Retention]
+
+    def metric(self, name: str) -> Moments:
+        if name == "conversion":
+            return self.conversion
+        if name == "revenue":
+            return self.revenue
+        if name == "sentiment":
+            return self.sentiment
+        if name.startswith("retention_d"):
+            r = self.retention[int(name[len("retention_d") :])]
+            return Moments.proportion(r.matured, r.returned_on)
+        raise KeyError(name)
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """One metric of one variant against control, fixed-n and always-valid."""
+
+    metric: str
+    measure: str  # lift | diff | change | baseline_change
+    estimate: float
+    fixed: Difference
+    sequence: Sequence
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentReport:
+    experiment: str
+    control: str
+    at: float
+    variants: dict[str, VariantStats]
+    srm: SrmResult
+    comparisons: dict[str, list[Comparison]] = field(default_factory=dict)
+    bayes: dict[str, BayesSummary] = field(default_factory=dict)
+
+    def comparison(self, variant: str, metric: str, measure: str) -> Comparison | None:
+        for c in self.comparisons.get(variant, ()):
+            if c.metric == metric and c.measure == measure:
+                return c
+        return None
+
+
+def sum_cells(
+    cells: Iterable[tuple[str, float, Mapping[str, float]]],
+) -> dict[str, dict[str, float]]:
+    totals: dict[str, dict[str, float]] = defaultdict(lambda: dict.fromkeys(CELL_FIELDS, 0.0))
+    for variant, _bucket, stats in cells:
+        into = totals[variant]
+        for name, value in stats.items():
+            into[name] = into.get(name, 0.0) + value
+    return dict(totals)
+
+
+def retention_by_variant(
+    records: Iterable[UnitRecord], now: float, days: Iterable[int] = RETENTION_DAYS
+) -> dict[str, dict[int, Retention]]:
+    """Match pseudonymous return records to exposure records; only matured attendees count."""
+    exposed: dict[str, tuple[str, float]] = {}
+    returns: dict[str, list[float]] = defaultdict(list)
+    for r in records:
+        if r.kind == "exposure" and r.variant is not None:
+            if r.pseudonym not in exposed or r.at < exposed[r.pseudonym][1]:
+                exposed[r.pseudonym] = (r.variant, r.at)
+        elif r.kind == "return":
+            returns[r.pseudonym].append(r.at)
+    counts: dict[str, dict[int, list[int]]] = defaultdict(lambda: {d: [0, 0, 0] for d in days})
+    for alias, (variant, at) in exposed.items():
+        back = returns.get(alias, ())
+        per_day = counts[variant]
+        for d in per_day:
+            if now < at + (d + 1) * DAY_S:
+                continue  # not matured: this attendee could still return on day d
+            c = per_day[d]
+            c[0] += 1
+            start, end = at + d * DAY_S, at + (d + 1) * DAY_S
+            if any(start <= t < end for t in back):
+                c[1] += 1
+            if any(t >= start for t in back):
+                c[2] += 1
+    return {v: {d: Retention(*c) for d, c in per.items()} for v, per in counts.items()}
+
+
+def variant_stats(
+    variant: str, t: Mapping[str, float], retention: dict[int, Retention]
+) -> VariantStats:
+    n = t.get("exposures", 0.0)
+    return VariantStats(
+        variant=variant,
+        attendees=int(n),
+        conversion=Moments.proportion(n, t.get("converters", 0.0)),
+        revenue=Moments(n, t.get("revenue", 0.0), t.get("revenue_sq", 0.0)),
+        sentiment=Moments(t.get("chat_n", 0.0), t.get("chat_sum", 0.0), t.get("chat_sq", 0.0)),
+        baseline=Moments(t.get("pre_n", 0.0), t.get("pre_sum", 0.0), t.get("pre_sq", 0.0)),
+        retention=retention or {d: Retention(0, 0, 0) for d in RETENTION_DAYS},
+    )
+
+
+def _compare(
+    metric: str, measure: str, diff: Difference, n: float, alpha: float, tuning: float
+) -> Comparison:
+    return Comparison(
+        metric, measure, diff.estimate, diff, confidence_sequence(diff, n, alpha, tuning)
+    )
+
+
+def build_report(
+    experiment: str,
+    control: str,
+    weights: Mapping[str, float],
+    cells: Iterable[tuple[str, float, Mapping[str, float]]],
+    records: Iterable[UnitRecord],
+    now: float,
+    *,
+    alpha: float = DEFAULT_ALPHA,
+    tuning: float = DEFAULT_TUNING,
+) -> ExperimentReport:
+    totals = sum_cells(cells)
+    retention = retention_by_variant(records, now)
+    names = list(weights) or sorted(totals)
+    variants = {v: variant_stats(v, totals.get(v, {}), retention.get(v, {})) for v in names}
+    srm = srm_check([variants[v].attendees for v in names], [weights.get(v, 1.0) for v in names])
+    report = ExperimentReport(experiment, control, now, variants, srm)
+    base = variants.get(control)
+    if base is None:
+        return report
+    for name, v in variants.items():
+        if name == control:
+            continue
+        found: list[Comparison] = []
+        for metric in ("conversion", "revenue", "retention_d7", "retention_d30", "retention_d90"):
+            t, c = v.metric(metric), base.metric(metric)
+            if t.n < 2 or c.n < 2:
+                continue
+            n = t.n + c.n
+            found.append(_compare(metric, "lift", relative_lift(t, c), n, alpha, tuning))
+            found.append(_compare(metric, "diff", absolute_lift(t, c), n, alpha, tuning))
+        t, c = v.sentiment, base.sentiment
+        if t.n >= 2 and c.n >= 2:
+            n = t.n + c.n
+            found.append(_compare("sentiment", "change", relative_lift(t, c), n, alpha, tuning))
+            found.append(_compare("sentiment", "diff", absolute_lift(t, c), n, alpha, tuning))
+        if t.n >= 2 and v.baseline.n >= 2:
+            n = t.n + v.baseline.n
+            found.append(
+                _compare(
+                    "sentiment", "baseline_change", relative_lift(t, v.baseline), n, alpha, tuning
+                )
+            )
+        report.comparisons[name] = found
+        if v.conversion.n >= 2 and base.conversion.n >= 2:
+            report.bayes[name] = bayes_summary(v.conversion, base.conversion)
+    return report
