@@ -211,6 +211,9 @@ DataDir = Annotated[
     Path, typer.Option("--data-dir", envvar="EDGELOOP_DATA_DIR", help="Where state is kept.")
 ]
 Host = Annotated[str, typer.Option(help="Address to listen on.")]
+LoopEvery = Annotated[
+    float, typer.Option(help="Seconds between decision-loop rounds (guardrails).", min=0.1)
+]
 
 
 @app.command()
@@ -219,12 +222,14 @@ def up(
     host: Host = "127.0.0.1",
     control_port: Annotated[int, typer.Option(help="Control-plane port.")] = 8700,
     edge_port: Annotated[int, typer.Option(help="Edge port.")] = 8701,
+    loop_every: LoopEvery = 30.0,
 ) -> None:
     """Control plane + one edge in one process, SQLite under --data-dir: no other server needed."""
     from . import services
 
     plane = services.open_control(data_dir)
     token = plane.bootstrap_admin(time.time())
+    loop = services.DecisionLoop(plane, notify=services.webhook_notifier(plane))
     node = services.open_edge(data_dir, plane.signer.public_key)
     source = services.local_source(plane)
     sink, keys = services.local_telemetry(plane)
@@ -240,12 +245,13 @@ def up(
     services.run(
         services.serve_all(
             [
-                services.Service(services.create_control_app(plane), host, control_port),
+                services.Service(services.create_control_app(plane, loop=loop), host, control_port),
                 services.Service(services.create_edge_app(node), host, edge_port),
             ],
             background=[
                 lambda: node.run_sync(source),
                 lambda: services.telemetry_loop(node, sink, keys),
+                lambda: services.decision_loop(loop, time.time, loop_every),
             ],
             on_ready=ready,
         )
@@ -257,12 +263,14 @@ def control(
     data_dir: DataDir = Path(".edgeloop"),
     host: Host = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
+    loop_every: LoopEvery = 30.0,
 ) -> None:
     """The control plane alone (edges connect with `edgeloop edge`)."""
     from . import services
 
     plane = services.open_control(data_dir)
     token = plane.bootstrap_admin(time.time())
+    loop = services.DecisionLoop(plane, notify=services.webhook_notifier(plane))
 
     def ready() -> None:
         out.print(f"control plane  http://{host}:{port}")
@@ -272,7 +280,9 @@ def control(
 
     services.run(
         services.serve_all(
-            [services.Service(services.create_control_app(plane), host, port)], on_ready=ready
+            [services.Service(services.create_control_app(plane, loop=loop), host, port)],
+            background=[lambda: services.decision_loop(loop, time.time, loop_every)],
+            on_ready=ready,
         )
     )
 

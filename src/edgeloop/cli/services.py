@@ -7,16 +7,19 @@ import contextlib
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 
 from edgeloop.control import ControlPlane
 from edgeloop.control import create_control_app as create_control_app
+from edgeloop.control.loop import DecisionLoop as DecisionLoop
 from edgeloop.edge import EdgeNode
 from edgeloop.edge import create_edge_app as create_edge_app
 from edgeloop.edge.node import AggregateSink, KeySource
@@ -107,6 +110,36 @@ def local_telemetry(
     return send, keys
 
 
+def webhook_notifier(plane: ControlPlane) -> Callable[[dict[str, Any]], None]:
+    """Post each guardrail trip to the configured webhook, off the event loop, best effort."""
+
+    def post(payload: dict[str, Any]) -> None:
+        url = plane.webhook_url()
+        if not url:
+            return
+
+        def send() -> None:
+            try:
+                httpx.post(url, json=payload, timeout=5.0)
+            except httpx.HTTPError as exc:
+                log.warning("webhook %s failed: %s", url, exc)
+
+        threading.Thread(target=send, daemon=True).start()
+
+    return post
+
+
+async def decision_loop(loop: DecisionLoop, clock: Callable[[], float], every_s: float) -> None:
+    """Evaluate guardrails every ``every_s`` seconds of (wall-clock) time."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            for action in loop.tick(clock()):
+                log.warning("decision loop: %s %s (%s)", action.action, action.variant, action.rule)
+        except Exception:
+            log.exception("decision loop round failed")
+
+
 async def telemetry_loop(
     node: EdgeNode, sink: AggregateSink, keys: KeySource, every_s: float = SHIP_EVERY_S
 ) -> None:
@@ -156,6 +189,9 @@ async def serve_all(
                 ws="websockets-sansio",
                 lifespan="off",
                 access_log=False,
+                # Snapshot streams (SSE) never end by themselves: without a bound, a SIGTERM
+                # waits for every attached edge forever.
+                timeout_graceful_shutdown=5,
             )
         )
         for s in services

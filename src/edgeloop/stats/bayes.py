@@ -14,8 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from scipy import stats as sps
-
+from ._normal import STD_NORMAL as _N
 from .moments import Moments
 
 
@@ -31,5 +30,5 @@ def bayes_summary(treatment: Moments, control: Moments) -> BayesSummary:
     if not sigma > 0:
         return BayesSummary(math.nan, math.nan)
     z = delta / sigma
-    loss = sigma * float(sps.norm.pdf(z)) - delta * float(sps.norm.cdf(-z))
-    return BayesSummary(float(sps.norm.cdf(z)), loss)
+    loss = sigma * float(_N.pdf(z)) - delta * float(_N.cdf(-z))
+    return BayesSummary(float(_N.cdf(z)), loss)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from scipy import stats as sps
+from ._normal import STD_NORMAL as _N
 
 
 def sample_size_proportions(
@@ -20,8 +20,8 @@ def sample_size_proportions(
     p2 = p_control * (1 + relative_lift)
     if not (0 < p1 < 1 and 0 < p2 < 1) or p1 == p2:
         raise ValueError("need 0 < p < 1 for both arms and a non-zero lift")
-    za = float(sps.norm.ppf(1 - alpha / 2))
-    zb = float(sps.norm.ppf(power))
+    za = float(_N.inv_cdf(1 - alpha / 2))
+    zb = float(_N.inv_cdf(power))
     pbar = (p1 + p2) / 2
     n = (
         za * math.sqrt(2 * pbar * (1 - pbar)) + zb * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))
@@ -32,8 +32,8 @@ def sample_size_proportions(
 def sample_size_means(sd: float, delta: float, alpha: float = 0.05, power: float = 0.8) -> int:
     if sd <= 0 or delta == 0:
         raise ValueError("need a positive standard deviation and a non-zero effect")
-    za = float(sps.norm.ppf(1 - alpha / 2))
-    zb = float(sps.norm.ppf(power))
+    za = float(_N.inv_cdf(1 - alpha / 2))
+    zb = float(_N.inv_cdf(power))
     return math.ceil(2 * sd**2 * (za + zb) ** 2 / delta**2)
 
 
@@ -44,6 +44,6 @@ def power_proportions(
     p1 = p_control
     p2 = p_control * (1 + relative_lift)
     se = math.sqrt(p1 * (1 - p1) / n_per_arm + p2 * (1 - p2) / n_per_arm)
-    za = float(sps.norm.ppf(1 - alpha / 2))
+    za = float(_N.inv_cdf(1 - alpha / 2))
     shift = abs(p2 - p1) / se
-    return float(sps.norm.sf(za - shift) + sps.norm.cdf(-za - shift))
+    return float(_N.cdf(shift - za) + _N.cdf(-za - shift))
