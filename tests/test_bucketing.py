@@ -153,6 +153,14 @@ def test_vectors_hashes_and_lanes(salt, unit, hashes, lanes):
     assert got == lanes
 
 
+def test_vector_scores_micro_offer_att_1():
+    lanes = RAW[0][3]
+    scores = [LN[lanes[0]], LN[lanes[1]] * (34 / 33), LN[lanes[2]] * (34 / 33)]
+    assert scores == pytest.approx([-0.452806, -0.126720, -1.174455], abs=1e-6)
+    zeros = RAW[5][3]
+    assert [LN[zeros[1]], LN[zeros[3]]] == pytest.approx([-0.252000, -0.171736], abs=1e-6)
+
+
 def test_vector_scores_by_hand():
     """The scores of the 'many' vector, worked out with the formula of the spec."""
     weights = [10 * i for i in range(10)]  # v0 has weight 0: it takes no part
@@ -160,7 +168,12 @@ def test_vector_scores_by_hand():
     first = weights[1]
     scores = {i: LN[lanes[i]] * (first / weights[i]) for i in range(1, 10)}
     assert max(scores, key=lambda i: (scores[i], -i)) == 3
-    assert scores[3] == pytest.approx(-0.020887, abs=1e-6)
+    assert list(scores.values()) == pytest.approx(
+        [-0.728920, -0.369595, -0.020887, -0.279248, -0.090600, -0.031338, -0.064786, -0.074904,
+         -0.061007],
+        abs=1e-6,
+    )  # fmt: skip
+    assert lane_seed(split_seed("many"), 1) == 0x4C724E61
     assert LN[0] == math.log(0.5 / 65536) and LN[65535] == math.log(65535.5 / 65536)
 
 
@@ -518,3 +531,38 @@ def test_sticky_reassignment_to_the_only_live_variant_is_remembered():
     assignments(sticky_snapshot(store, 0, 100, 0, version=2))  # everyone is served B now
     third = assignments(sticky_snapshot(store, 50, 50, 0, version=3))
     assert all(third[u] == "B" for u in UNITS if first[u] == "A")
+
+
+# ---------------------------------------------------------------------------------------------
+# flagd's fractional (kept for flagd-imported flags) is a different algorithm
+# ---------------------------------------------------------------------------------------------
+
+
+def test_flagd_fractional_is_a_different_algorithm():
+    """The flagd vector in docs/bucketing.md, checked against flagd's reference evaluator."""
+    custom_ops = pytest.importorskip("openfeature.contrib.tools.flagd.core.targeting.custom_ops")
+    cbor2 = pytest.importorskip("cbor2")
+    buckets = (["A", 34], ["B", 33], ["C", 33])
+    data = {"targetingKey": "att-3", "$flagd": {"flagKey": "micro-offer"}}
+    raw = cbor2.dumps(["micro-offer", "att-3"], canonical=True)
+    assert raw.hex() == "826b6d6963726f2d6f66666572656174742d33"
+    assert mmh3.hash(raw, 0, signed=False) == 3735320733
+    assert (3735320733 * 100) >> 32 == 86
+    assert custom_ops.fractional(data, *buckets) == "C"
+    assert assign_variant("att-3", "micro-offer", [("A", 34), ("B", 33), ("C", 33)]) == "B"
+    # cumulative ranges are not monotone: adding C moves people from A to B
+    moved = sum(
+        custom_ops.fractional(
+            {"targetingKey": u, "$flagd": {"flagKey": "micro-offer"}}, ["A", 50], ["B", 50]
+        )
+        == "A"
+        and custom_ops.fractional(
+            {"targetingKey": u, "$flagd": {"flagKey": "micro-offer"}},
+            ["A", 50],
+            ["B", 50],
+            ["C", 20],
+        )
+        == "B"
+        for u in RAMP_UNITS
+    )
+    assert moved > len(RAMP_UNITS) // 20

@@ -882,7 +882,8 @@ def test_hostile_input_is_rejected_clearly(text, expected):
     started = time.perf_counter()
     with pytest.raises(FlagsValidationError) as caught:
         load_flags(text)
-    assert time.perf_counter() - started < 10.0
+    # Not a timing test: a generous bound that only an exponential blow-up would exceed.
+    assert time.perf_counter() - started < 60.0
     assert any(expected in issue.message for issue in caught.value.issues), caught.value
 
 

@@ -2,20 +2,25 @@
 
 On each ``tick(now)`` (every N seconds of event time) the loop builds each running experiment's
 report from the latest aggregates, and:
-- pauses an experiment whose arms show a sample-ratio mismatch (assignment is broken);
+- pauses an experiment whose arms show a sample-ratio mismatch (assignment is broken) by the
+  anytime-valid sequential test (the fixed-sample χ² alert would trip by chance in a few percent
+  of healthy experiments when looked at every few minutes), against the weights that were in
+  force when each time bucket's attendees arrived (weights change with adaptive allocation);
 - evaluates every guardrail rule for every live treatment variant, and applies the action of a
   rule that fires — roll the variant back (its traffic goes to control), pause the experiment, or
   alert only — through the ordinary snapshot path, so it reaches edges and attached clients like a
   manual toggle;
 - re-weights experiments with adaptive allocation.
 Each trip is written to the audit log with its evidence (estimates, intervals, attendees, rule)
-and sent to the configured webhook. A rule acts once per variant: a trip is not repeated, and an
-operator who reverses it (``restore``) overrides that rule for that variant from then on.
+and sent to the configured webhook. A rule acts once per variant (a pause: once per experiment):
+a trip is not repeated, and an operator who reverses it (``restore``) overrides that rule for
+that variant from then on.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 from collections import defaultdict
@@ -27,8 +32,9 @@ import numpy as np
 
 from edgeloop.model import Flag, FlagsValidationError, load_flags
 from edgeloop.model.guardrails import Action
-from edgeloop.stats import build_report, judge
+from edgeloop.stats import ExperimentReport, build_report, judge
 from edgeloop.stats.allocation import thompson_weights
+from edgeloop.stats.srm import srm_over_time
 from edgeloop.store import AuditRecord, Trip
 
 from .auth import Principal, Role
@@ -37,7 +43,7 @@ from .service import ControlPlane, NotFound
 log = logging.getLogger("edgeloop.loop")
 
 LOOP = Principal("decision-loop", "decision-loop", Role.OPERATOR)
-SRM_RULE = "srm: sample ratio mismatch (p < 0.001)"
+SRM_RULE = "srm: sample ratio mismatch (sequential test, p < 0.001)"
 
 Notify = Callable[[dict[str, Any]], None]
 
@@ -78,20 +84,34 @@ class DecisionLoop:
 
     # one experiment ------------------------------------------------------------------------
 
-    def report_for(self, flag: Flag, now: float) -> Any:
+    def report_for(self, flag: Flag, now: float) -> ExperimentReport:
         exp = flag.experiment
         assert exp is not None
         weights = _split_weights(flag)
         control = flag.control_variant or next(iter(weights), "")
         store = self.plane.store
-        return build_report(
-            exp.key,
-            control,
-            weights,
-            store.aggregate_cells(exp.key),
-            store.unit_records(exp.key),
-            now,
-        )
+        cells = store.aggregate_cells(exp.key)
+        report = build_report(exp.key, control, weights, cells, store.unit_records(exp.key), now)
+        timeline = self._weight_timeline(flag.key)
+        if len({_shares(w) for _, w in timeline}) > 1:
+            # The split changed while attendees arrived: compare each time bucket's arrivals
+            # with the weights in force then, not with today's weights.
+            srm = srm_over_time(cells, timeline, list(report.variants))
+            report = dataclasses.replace(report, srm=srm)
+        return report
+
+    def _weight_timeline(self, flag_key: str) -> list[tuple[float, dict[str, float]]]:
+        """(from, weights) for every version of the flag's split, oldest first."""
+        timeline: list[tuple[float, dict[str, float]]] = []
+        for entry in self.plane.store.flag_history(flag_key):
+            after = entry.after if isinstance(entry.after, dict) else {}
+            split = next(
+                (r["split"] for r in after.get("rules", []) if isinstance(r.get("split"), dict)),
+                None,
+            )
+            if split is not None:
+                timeline.append((entry.at, {k: float(v) for k, v in split.items()}))
+        return timeline
 
     def _check(self, flag: Flag, now: float) -> list[LoopAction]:
         exp = flag.experiment
@@ -99,36 +119,37 @@ class DecisionLoop:
         report = self.report_for(flag, now)
         trips = self.plane.store.trips(exp.key)
         done = {(t.rule, t.variant) for t in trips}
-        if report.srm.mismatch and (SRM_RULE, "*") not in done:
+        if report.srm.sequential_mismatch and (SRM_RULE, "*") not in done:
             evidence = {
+                "rule": SRM_RULE,
                 "chi2": report.srm.chi2,
                 "p_value": report.srm.p_value,
+                "sequential_p_value": report.srm.sequential_p,
                 "attendees": {v: s.attendees for v, s in report.variants.items()},
             }
             return [self._act(flag, "*", Action.PAUSE, SRM_RULE, evidence, now)]
         taken: list[LoopAction] = []
         control = report.control
+        rolled = set(exp.rolled_back)
         for guardrail in exp.rules:
+            action = guardrail.rule.action
             for variant in report.variants:
-                if variant == control or variant in exp.rolled_back:
+                if variant == control or variant in rolled:
                     continue
-                if (guardrail.rule.text, variant) in done:
+                # A pause acts on the whole experiment: once per rule, whichever variant.
+                target = "*" if action is Action.PAUSE else variant
+                if (guardrail.rule.text, target) in done:
                     continue
                 verdict = judge(guardrail, report, variant)
                 if not verdict.fired:
                     continue
                 taken.append(
-                    self._act(
-                        flag,
-                        variant,
-                        guardrail.rule.action,
-                        guardrail.rule.text,
-                        asdict(verdict),
-                        now,
-                    )
+                    self._act(flag, target, action, guardrail.rule.text, asdict(verdict), now)
                 )
-                done.add((guardrail.rule.text, variant))
-                if guardrail.rule.action is Action.PAUSE:
+                done.add((guardrail.rule.text, target))
+                if action is Action.ROLLBACK:
+                    rolled.add(variant)  # another rule must not roll it back again
+                if action is Action.PAUSE:
                     return taken
         if exp.allocation is not None and not taken:
             self._reweigh(flag, now)
@@ -149,7 +170,9 @@ class DecisionLoop:
         version, doc = plane.document()
         live = doc["flags"][flag.key]
         raw_exp = live["experiment"]
-        reason = f"guardrail '{rule}' fired for {variant}"
+        reason = f"guardrail '{rule}' fired for " + (
+            evidence.get("variant", "the experiment") if variant == "*" else variant
+        )
         if action is Action.ROLLBACK:
             raw_exp["rolled_back"] = sorted({*raw_exp.get("rolled_back", []), variant})
             version = plane.commit(LOOP, "guardrail.rollback", flag.key, doc, reason, now)
@@ -184,11 +207,20 @@ class DecisionLoop:
         exp = flag.experiment
         assert exp is not None and exp.allocation is not None
         period = exp.allocation.every_min * 60.0
-        last = self._reweighed_at.get(exp.key)
-        if last is not None and now - last < period:
+        # Re-weigh once per period, at the first tick of each period: the per-period estimates
+        # below stratify by these same periods, so the weights are (nearly) constant within
+        # each stratum — the condition for the stratified rates to be unbiased.
+        slot = now // period
+        if self._reweighed_at.get(exp.key) == slot:
             return
-        self._reweighed_at[exp.key] = now
+        self._reweighed_at[exp.key] = slot
         weights = _split_weights(flag)
+        # A rolled-back variant's attendees are served control: its numbers say nothing about
+        # it any more, so it keeps its weight and the others share the rest.
+        fixed = {v: w for v, w in weights.items() if v in exp.rolled_back}
+        live = {v: w for v, w in weights.items() if v not in fixed}
+        if len(live) < 2:
+            return
         periods: dict[float, dict[str, tuple[float, float]]] = defaultdict(dict)
         for variant, bucket, stats in self.plane.store.aggregate_cells(exp.key):
             key = bucket - bucket % period
@@ -199,13 +231,16 @@ class DecisionLoop:
             )
         new = thompson_weights(
             periods,
-            weights,
+            live,
             floor=exp.allocation.floor,
             min_samples=exp.allocation.min_samples,
             rng=self.rng,
         )
+        total = sum(weights.values())
+        free = 1.0 - sum(fixed.values()) / total
         scale = 10_000
-        ints = {v: max(1, round(w * scale)) for v, w in new.items()}
+        ints = {v: max(1, round(w / total * scale)) for v, w in fixed.items()}
+        ints.update({v: max(1, round(w * free * scale)) for v, w in new.items()})
         _version, doc = self.plane.document()
         raw = doc["flags"][flag.key]
         for rule in raw.get("rules", []):
@@ -238,9 +273,15 @@ class DecisionLoop:
             version = self.plane.commit(
                 who, "guardrail.restore", key, copy.deepcopy(doc), reason, now
             )
+            # Un-pausing reverses the SRM and guardrail pauses (recorded under "*").
             self.plane.store.reverse_trips(experiment, variant, who.name, now)
             return version
         raise NotFound(f"no experiment {experiment!r}")
+
+
+def _shares(weights: dict[str, float]) -> tuple[tuple[str, float], ...]:
+    total = sum(weights.values()) or 1.0
+    return tuple(sorted((k, round(w / total, 12)) for k, w in weights.items()))
 
 
 def _split_weights(flag: Flag) -> dict[str, float]:

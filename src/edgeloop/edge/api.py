@@ -280,11 +280,12 @@ async def _read_body(headers: dict[bytes, bytes], receive: Receive) -> bytes | A
     length = headers.get(b"content-length")
     if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
         return _error(413, f"body larger than {MAX_BODY_BYTES} bytes")
-    message = await receive()
-    body: bytes = message.get("body", b"")
-    while message.get("more_body"):
+    body = b""
+    more = True
+    while more:  # the size is checked after every message, the first one included
         message = await receive()
         body += message.get("body", b"")
+        more = message.get("more_body", False)
         if len(body) > MAX_BODY_BYTES:
             return _error(413, f"body larger than {MAX_BODY_BYTES} bytes")
     return body

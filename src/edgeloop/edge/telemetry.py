@@ -52,6 +52,8 @@ class Exposure:
     baseline: float | None
     window_s: float
     converted: bool = False
+    chat_k: int = 0  # this attendee's chat items after exposure so far
+    chat_s: float = 0.0  # and the sum of their valences
 
 
 @dataclass(slots=True)
@@ -132,10 +134,17 @@ class ExperimentTelemetry:
         for e in self.by_attendee.get(attendee, ()):
             if now < e.at:
                 continue
+            k, s = e.chat_k, e.chat_s
             for cell in self._cell(e):
                 cell.chat_n += 1
                 cell.chat_sum += valence
                 cell.chat_sq += valence * valence
+                # (k + 1)² − k², (s + v)² − s², (k + 1)(s + v) − k s: the unit-level sums grow
+                # by these, so cells stay additive.
+                cell.chat_k2 += 2 * k + 1
+                cell.chat_s2 += 2 * s * valence + valence * valence
+                cell.chat_ks += s + (k + 1) * valence
+            e.chat_k, e.chat_s = k + 1, s + valence
 
     def returned(self, attendee: str, now: float, experiments: Iterable[str]) -> None:
         """A later visit: recorded under every live experiment (the control plane matches it

@@ -10,6 +10,7 @@ same shape share one compiled factory, which keeps compiling 10 000 flags fast.
 
 from __future__ import annotations
 
+import graphlib
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -19,6 +20,7 @@ import msgspec
 import semver
 
 from edgeloop.model import All, AnyOf, Clock, Compare, Condition, Flag, Not, SegmentRef
+from edgeloop.model.conditions import segment_refs
 
 from .bucketing import LANE_BITS, LANE_MASK, LANES_PER_HASH, LN, lane_seed, split_seed
 from .decision import Decision, ErrorCode, Reason
@@ -102,7 +104,26 @@ def _semver_test(op: str, bound: str) -> Callable[[Any], bool]:
     return test
 
 
-def condition_expr(src: _Source, cond: Condition, segments: Mapping[str, Condition]) -> str:
+class SegmentTable:
+    """A snapshot's segments, ready to be referred to from conditions.
+
+    A segment that refers to no other segment is inlined where it is used (it costs no call).
+    One that refers to others is compiled once into its own function, in dependency order, and
+    called: inlining those would copy each level into the next, which grows as 2^depth.
+    """
+
+    def __init__(self, conditions: Mapping[str, Condition]) -> None:
+        self.conditions = conditions
+        self.functions: dict[str, Callable[[Mapping[str, Any], float], bool]] = {}
+        graph = {name: segment_refs(cond) for name, cond in conditions.items()}
+        for name in graphlib.TopologicalSorter(graph).static_order():
+            if graph.get(name):
+                src = _Source()
+                src.emit(2, f"return {condition_expr(src, conditions[name], self)}")
+                self.functions[name] = src.build()  # type: ignore[assignment]
+
+
+def condition_expr(src: _Source, cond: Condition, segments: SegmentTable) -> str:
     """A Python boolean expression over ``ctx`` and ``now``.
 
     A missing attribute, or one of the wrong type, never matches (except ``exists: false``):
@@ -115,7 +136,10 @@ def condition_expr(src: _Source, cond: Condition, segments: Mapping[str, Conditi
     if isinstance(cond, Not):
         return f"(not {condition_expr(src, cond.item, segments)})"
     if isinstance(cond, SegmentRef):
-        return condition_expr(src, segments[cond.name], segments)
+        compiled = segments.functions.get(cond.name)
+        if compiled is not None:
+            return f"{src.const(compiled)}(ctx, now)"
+        return condition_expr(src, segments.conditions[cond.name], segments)
     if isinstance(cond, Clock):
         epoch = src.const(cond.epoch)
         return f"(now >= {epoch})" if cond.op == "after" else f"(now < {epoch})"
@@ -338,7 +362,7 @@ def _emit_split(
 
 def compile_native(
     flag: Flag,
-    segments: Mapping[str, Condition],
+    segments: SegmentTable,
     decisions: FlagDecisions,
     prerequisites: list[tuple[Run, str]],
     sticky_for: Callable[[Flag, tuple[tuple[str, int], ...], FlagDecisions], Any] | None,

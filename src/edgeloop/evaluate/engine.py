@@ -16,7 +16,7 @@ import msgspec
 
 from edgeloop.model import Flag, FlagSet, FlagState, ValueType
 
-from .compiler import FlagDecisions, Run, compile_native
+from .compiler import FlagDecisions, Run, SegmentTable, compile_native
 from .decision import Decision, ErrorCode, Reason
 
 
@@ -83,7 +83,9 @@ def _sticky_wrapper(store: AssignmentStore) -> Callable[..., Callable[[str, Deci
     return wrap
 
 
-def _targeting_run(flag: Flag, decisions: FlagDecisions) -> Run:
+def _targeting_run(
+    flag: Flag, decisions: FlagDecisions, prerequisites: list[tuple[Run, str]]
+) -> Run:
     """A flag with flagd JsonLogic targeting, resolved exactly as flagd does."""
     from .jsonlogic import compile_targeting
 
@@ -93,6 +95,9 @@ def _targeting_run(flag: Flag, decisions: FlagDecisions) -> Run:
     matched = {name: decisions.of(name, Reason.TARGETING_MATCH) for name in flag.variants}
 
     def run(ctx: Mapping[str, Any], now: float) -> Decision:
+        for prerequisite, variant in prerequisites:
+            if prerequisite(ctx, now).variant != variant:
+                return fallback
         data = dict(ctx)
         data["$flagd"] = {"flagKey": key, "timestamp": int(now)}
         data["targetingKey"] = ctx.get("targetingKey")
@@ -130,6 +135,7 @@ def compile_snapshot(
         {k: [p.flag for p in f.prerequisites] for k, f in flags.items()}
     ).static_order()
     runs: dict[str, Run] = {}
+    segments = SegmentTable(flagset.segments)
     for key in order:
         flag = flags[key]
         decisions = FlagDecisions(
@@ -139,10 +145,11 @@ def compile_snapshot(
             disabled = decisions.of(None, Reason.DISABLED)
             runs[key] = lambda ctx, now, d=disabled: d
         elif flag.targeting:
-            runs[key] = _targeting_run(flag, decisions)
+            prerequisites = [(runs[p.flag], p.variant) for p in flag.prerequisites]
+            runs[key] = _targeting_run(flag, decisions, prerequisites)
         else:
             prerequisites = [(runs[p.flag], p.variant) for p in flag.prerequisites]
-            runs[key] = compile_native(flag, flagset.segments, decisions, prerequisites, sticky_for)
+            runs[key] = compile_native(flag, segments, decisions, prerequisites, sticky_for)
     # Keep the document's order (topological order was only for wiring prerequisites).
     return Snapshot(flagset, version, {k: runs[k] for k in flags})
 

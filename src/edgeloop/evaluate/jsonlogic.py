@@ -163,7 +163,7 @@ def _parse_table(args: Sequence[Any]) -> _Table | None:
 
 
 def _pick(table: _Table, hash_value: int) -> Any:
-    bucket = (hash_value * table.total) >> 33
+    bucket = (hash_value * table.total) >> 32
     return table.variants[bisect.bisect_right(table.ends, bucket)]
 
 

@@ -16,6 +16,11 @@ CELL_FIELDS = (
     "chat_n",  # chat items (messages and emoji) by exposed attendees after exposure
     "chat_sum",  # Σ valence of those items
     "chat_sq",  # Σ valence²
+    # Per attendee i with kᵢ chat items summing to sᵢ (for the sentiment index's standard error
+    # over attendees rather than items; see edgeloop.stats.moments.Ratio):
+    "chat_k2",  # Σᵢ kᵢ²
+    "chat_s2",  # Σᵢ sᵢ²
+    "chat_ks",  # Σᵢ kᵢ sᵢ
     "pre_n",  # exposed attendees with a pre-exposure sentiment baseline
     "pre_sum",  # Σ baseline (the pre-period covariate x)
     "pre_sq",  # Σ x²

@@ -13,6 +13,7 @@ Parsing returns a typed tree; every problem is appended to ``issues`` as (path, 
 
 from __future__ import annotations
 
+import graphlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -239,6 +240,32 @@ def segment_refs(cond: Condition) -> set[str]:
     if isinstance(cond, Not):
         return segment_refs(cond.item)
     return set()
+
+
+def expanded_sizes(segments: dict[str, Condition]) -> dict[str, int]:
+    """How many conditions each (acyclic) segment amounts to with every reference spelled out."""
+    sizes: dict[str, int] = {}
+
+    def size(cond: Condition) -> int:
+        if isinstance(cond, All | AnyOf):
+            return 1 + sum(size(c) for c in cond.items)
+        if isinstance(cond, Not):
+            return 1 + size(cond.item)
+        if isinstance(cond, SegmentRef):
+            return of(cond.name)
+        return 1
+
+    def of(name: str) -> int:
+        if name not in sizes:
+            sizes[name] = 0  # a reference to a missing segment counts as nothing
+            target = segments.get(name)
+            sizes[name] = size(target) if target is not None else 1
+        return sizes[name]
+
+    order = graphlib.TopologicalSorter({n: segment_refs(c) for n, c in segments.items()})
+    for name in order.static_order():  # leaves first: no deep recursion through references
+        of(name)
+    return {n: sizes[n] for n in segments}
 
 
 def condition_to_raw(cond: Condition) -> dict[str, Any]:

@@ -83,14 +83,15 @@ def import_flagd(source: str | bytes | Mapping[str, Any], filename: str = "<flag
             lines = {}
     issues = _Issues(filename, lines)
     doc, where = _to_native(data, issues)
+    # The flags that passed flagd's own checks go through the loader even when others failed,
+    # so that one pass reports every problem.
+    try:
+        flagset = load_flags(_json_for_loader(doc), filename)
+    except FlagsValidationError as exc:
+        issues.items += [_translate(issue, where, issues) for issue in exc.issues]
     if issues.items:
         raise FlagsValidationError(issues.items)
-    try:
-        return load_flags(_json_for_loader(doc), filename)
-    except FlagsValidationError as exc:
-        raise FlagsValidationError(
-            [_translate(issue, where, issues) for issue in exc.issues]
-        ) from None
+    return flagset
 
 
 def _translate(issue: ValidationIssue, where: dict[str, Path], issues: _Issues) -> ValidationIssue:
@@ -124,7 +125,8 @@ def _to_native(data: Any, issues: _Issues) -> tuple[dict[str, Any], dict[str, Pa
         issues.add(("metadata",), "flag set metadata must be an object")
     elif metadata:
         _check_metadata(metadata, ("metadata",), issues)
-        native["metadata"] = metadata
+        if not _non_finite(metadata, ()):
+            native["metadata"] = metadata
     evaluators = data.get("$evaluators")
     if evaluators and not isinstance(evaluators, dict):
         issues.add(("$evaluators",), "$evaluators must be an object of named targeting rules")
@@ -135,7 +137,7 @@ def _to_native(data: Any, issues: _Issues) -> tuple[dict[str, Any], dict[str, Pa
     for key, (path, raw) in flags.items():
         where[key] = path
         flag = _flag(raw, path, issues)
-        if flag is not None:
+        if flag is not None and not _non_finite(flag, ()):  # (NaN was reported above)
             native["flags"][key] = flag
     return native, where
 

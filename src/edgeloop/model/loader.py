@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
-from .conditions import Condition, parse_condition, segment_refs
+from .conditions import Condition, expanded_sizes, parse_condition, segment_refs
 from .errors import FlagsValidationError, Path, ValidationIssue
 from .flags import (
     Allocation,
@@ -29,6 +29,7 @@ from .source import SourceError, line_of, parse_document
 
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,199}$"
 METRIC_PATTERN = r"^[a-z][a-z0-9_]{0,99}$"
+MAX_EXPANDED_CONDITIONS = 10_000  # a segment with every reference spelled out
 MAX_WEIGHT_SUM = 2_147_483_647  # weights are integers; their sum must fit flagd's int32 too
 
 Key = Annotated[str, Field(pattern=KEY_PATTERN)]
@@ -258,6 +259,15 @@ def _segments(raw: dict[str, Any], out: _Collector) -> dict[str, Condition]:
         out.add(
             ("segments", cycle[0]), f"segments refer to each other in a cycle: {' → '.join(cycle)}"
         )
+    else:
+        sizes = expanded_sizes(parsed)
+        for name, size in sizes.items():
+            if size > MAX_EXPANDED_CONDITIONS:
+                out.add(
+                    ("segments", name),
+                    f"expands to more than {MAX_EXPANDED_CONDITIONS} conditions through the "
+                    "segments it refers to (repeated references multiply)",
+                )
     return parsed
 
 
@@ -295,6 +305,12 @@ def _flag(key: str, raw: Any, segments: dict[str, Condition], out: _Collector) -
     experiment = None
     if spec.get("experiment") is not None:
         experiment = _experiment(spec["experiment"], (*path, "experiment"), variants, out)
+        if experiment is not None and experiment.allocation is not None and not spec["sticky"]:
+            out.add(
+                (*path, "experiment", "allocation"),
+                "adaptive allocation needs 'sticky: true' on the flag, so attendees keep their "
+                "variant when the weights move",
+            )
     if len(out.issues) != before or vtype is None or variants is None:
         return None
     return Flag(

@@ -1,5 +1,49 @@
-"""The micro-event simulator: attendees with known behaviour, for demos, tests and benchmarks."""
+"""The micro-event simulator: attendees with known true effects, driving a real edge.
+
+``event``: the simulator (:class:`MicroEventSimulator`), its specification (:class:`EventSpec`,
+:class:`VariantEffect`, …) and targets (:class:`InProcessTarget`, :class:`HttpTarget`);
+``scenarios``: the seed's A/B/C micro-event used by ``edgeloop demo``; ``audience``: a static
+seeded audience of evaluation contexts (for engine benchmarks).
+"""
 
 from .audience import Attendee, simulate_audience
+from .event import (
+    DEFAULT_AUDIENCE,
+    DailyCycle,
+    EventSpec,
+    HttpTarget,
+    InProcessTarget,
+    MicroEventSimulator,
+    RetentionCurve,
+    Segment,
+    SendResult,
+    Served,
+    SimSummary,
+    SimTarget,
+    VariantEffect,
+    VariantOutcome,
+)
+from .scenarios import EVENT_START, SEED_MATRIX, harmless_copy, seed_matrix_event
 
-__all__ = ["Attendee", "simulate_audience"]
+__all__ = [
+    "DEFAULT_AUDIENCE",
+    "EVENT_START",
+    "SEED_MATRIX",
+    "Attendee",
+    "DailyCycle",
+    "EventSpec",
+    "HttpTarget",
+    "InProcessTarget",
+    "MicroEventSimulator",
+    "RetentionCurve",
+    "Segment",
+    "SendResult",
+    "Served",
+    "SimSummary",
+    "SimTarget",
+    "VariantEffect",
+    "VariantOutcome",
+    "harmless_copy",
+    "seed_matrix_event",
+    "simulate_audience",
+]

@@ -1,12 +1,13 @@
 """Treatment vs control on one metric: absolute and relative lift with intervals, Welch's t.
 
-Absolute difference  d = ȳ_t − ȳ_c,  se(d) = √(s²_t/n_t + s²_c/n_c)
+Absolute difference  d = ȳ_t − ȳ_c,  se(d) = √(se_t² + se_c²),  se² = s²/n for a plain mean
 Relative lift        r = ȳ_t/ȳ_c − 1, by the delta method
-                     se(r) = √( s²_t/(n_t ȳ_c²) + ȳ_t² s²_c/(n_c ȳ_c⁴) )
+                     se(r) = √( se_t²/ȳ_c² + ȳ_t² se_c²/ȳ_c⁴ )
 Welch's t            t = d / se(d), ν = (a + b)² / (a²/(n_t−1) + b²/(n_c−1)),
                      a = s²_t/n_t, b = s²_c/n_c
 These fixed-n intervals are right only when the sample size was fixed in advance; for
-monitoring use edgeloop.stats.sequential.
+monitoring use edgeloop.stats.sequential. The lifts take anything with a ``mean`` and an
+``se`` (``Moments``, or a ``Ratio`` whose se is taken over units).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import math
 from dataclasses import dataclass
 
 from ._normal import STD_NORMAL as _N
-from .moments import Moments
+from .moments import Moments, Ratio
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,21 +38,19 @@ class Difference:
         return float(2 * _N.cdf(-abs(self.z))) if self.se > 0 else math.nan
 
 
-def absolute_lift(treatment: Moments, control: Moments) -> Difference:
-    se = math.sqrt(treatment.variance / treatment.n + control.variance / control.n)
+def absolute_lift(treatment: Moments | Ratio, control: Moments | Ratio) -> Difference:
+    se = math.sqrt(treatment.se**2 + control.se**2)
     return Difference(treatment.mean - control.mean, se)
 
 
-def relative_lift(treatment: Moments, control: Moments) -> Difference:
+def relative_lift(treatment: Moments | Ratio, control: Moments | Ratio) -> Difference:
     """ȳ_t/ȳ_c − 1 with its delta-method standard error; for a signed metric (sentiment) the
     denominator is |ȳ_c|, so a negative value always means 'lower than control'."""
     mc, mt = control.mean, treatment.mean
     if not mc:
         return Difference(math.nan, math.nan)
     base = abs(mc)
-    var = treatment.variance / (treatment.n * base**2) + (mt**2) * control.variance / (
-        control.n * base**4
-    )
+    var = treatment.se**2 / base**2 + mt**2 * control.se**2 / base**4
     return Difference((mt - mc) / base, math.sqrt(var))
 
 

@@ -6,12 +6,20 @@ Statistical mode (the default) reads each comparison through the always-valid in
 - **established**: the whole interval is on the comparison's side of the threshold;
 - **refuted**: the whole interval is on the other side;
 - **plausible**: the interval straddles the threshold.
-An ``and``-branch fires when none of its comparisons is refuted and at least one is established;
-a rule fires when any of its ``or``-branches does. "Roll back when sentiment.change < -15% and
-conversion.lift < 3%" therefore rolls back once a sentiment drop beyond 15 % is established and a
-conversion lift of 3 % or more is not: evidence of harm, no evidence that the variant pays for it.
-An A/A variant establishes nothing (the intervals are valid at every look), so it is never rolled
-back by chance more often than α allows, however often the loop looks.
+
+A comparison that would hold for a variant identical to control (``conversion.lift < 3%``
+holds at a lift of 0) is a *condition*: it can block a rule but is no evidence of harm. The
+others (``sentiment.change < -15%``) are *triggers*. An ``and``-branch fires when none of its
+comparisons is refuted (or missing) and at least one trigger is established; a branch made
+of conditions only fires when all of them are established. A rule fires when any of its
+``or``-branches does. "Roll back when sentiment.change < -15% and conversion.lift < 3%"
+therefore rolls back once a sentiment drop beyond 15 % is established and a conversion lift of
+3 % or more is not: evidence of harm, no evidence that the variant pays for it.
+
+An A/A variant (identical to control) establishes no trigger but by the intervals' error
+(they are valid at every look), so it is rolled back by chance at most about α of the time,
+however often the loop looks. Were a condition enough to fire, an A/A variant would be rolled
+back as soon as "lift < 3 %" became established — which is true of it.
 """
 
 from __future__ import annotations
@@ -43,6 +51,11 @@ class Verdict:
     control_attendees: int
     evidence: tuple[Evidence, ...]
     reason: str = ""
+
+
+def is_condition(c: RuleComparison) -> bool:
+    """True if the comparison holds for a variant no different from control (effect 0)."""
+    return c.holds(0.0)
 
 
 def _status(c: RuleComparison, lower: float, upper: float) -> str:
@@ -99,11 +112,15 @@ def judge(guardrail: Guardrail, report: ExperimentReport, variant: str) -> Verdi
             statuses.append(status)
         if guardrail.mode is Mode.LITERAL:
             branch_fires = all(s == "holds" for s in statuses)
+        elif "refuted" in statuses or "missing" in statuses:
+            branch_fires = False
         else:
-            branch_fires = (
-                "established" in statuses
-                and "refuted" not in statuses
-                and "missing" not in statuses
-            )
+            triggers = [
+                st for cmp, st in zip(branch, statuses, strict=True) if not is_condition(cmp)
+            ]
+            if triggers:
+                branch_fires = "established" in triggers
+            else:
+                branch_fires = all(s == "established" for s in statuses)
         fired = fired or branch_fires
     return Verdict(fired, evidence=tuple(evidence), **base)

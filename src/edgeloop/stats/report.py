@@ -3,7 +3,9 @@
 Metrics (docs/statistics.md has the formulas):
 - ``conversion``: converters / exposed attendees (within the experiment's window);
 - ``revenue``: revenue per exposed attendee;
-- ``sentiment``: the chat reaction index (mean valence of chat items after exposure);
+- ``sentiment``: the chat reaction index (mean valence of chat items after exposure), a ratio
+  over attendees whose standard error is taken over attendees when the cells carry the
+  per-attendee cross-products (``chat_k2``, ``chat_s2``, ``chat_ks``), else over items;
   ``change`` is its relative difference to control, ``baseline_change`` to the variant's own
   attendees' pre-exposure baseline;
 - ``retention_dN``: among *matured* attendees (exposed at least N+1 rolling days ago), the share
@@ -23,8 +25,14 @@ from edgeloop.model.aggregates import CELL_FIELDS, UnitRecord
 
 from .bayes import BayesSummary, bayes_summary
 from .compare import Difference, absolute_lift, relative_lift
-from .moments import Moments
-from .sequential import DEFAULT_ALPHA, DEFAULT_TUNING, Sequence, confidence_sequence
+from .moments import Moments, Ratio
+from .sequential import (
+    DEFAULT_ALPHA,
+    DEFAULT_TUNING,
+    Sequence,
+    confidence_sequence,
+    relative_sequence,
+)
 from .srm import SrmResult, srm_check
 
 DAY_S = 86400.0
@@ -52,11 +60,11 @@ class VariantStats:
     attendees: int
     conversion: Moments
     revenue: Moments
-    sentiment: Moments
+    sentiment: Moments | Ratio
     baseline: Moments
     retention: dict[int, Retention]
 
-    def metric(self, name: str) -> Moments:
+    def metric(self, name: str) -> Moments | Ratio:
         if name == "conversion":
             return self.conversion
         if name == "revenue":
@@ -146,18 +154,46 @@ def variant_stats(
         attendees=int(n),
         conversion=Moments.proportion(n, t.get("converters", 0.0)),
         revenue=Moments(n, t.get("revenue", 0.0), t.get("revenue_sq", 0.0)),
-        sentiment=Moments(t.get("chat_n", 0.0), t.get("chat_sum", 0.0), t.get("chat_sq", 0.0)),
+        sentiment=sentiment_metric(n, t),
         baseline=Moments(t.get("pre_n", 0.0), t.get("pre_sum", 0.0), t.get("pre_sq", 0.0)),
         retention=retention or {d: Retention(0, 0, 0) for d in RETENTION_DAYS},
     )
 
 
+def sentiment_metric(exposures: float, t: Mapping[str, float]) -> Moments | Ratio:
+    """Mean valence per chat item: over attendees if the unit-level sums are there (an edge
+    always sends them; Σkᵢ² ≥ Σkᵢ > 0 whenever anyone chatted), else over items."""
+    k, k_sq = t.get("chat_n", 0.0), t.get("chat_k2", 0.0)
+    if k > 0 and k_sq >= k and exposures >= 2:
+        return Ratio(
+            exposures, k, t.get("chat_sum", 0.0), k_sq, t.get("chat_s2", 0.0), t.get("chat_ks", 0.0)
+        )
+    return Moments(k, t.get("chat_sum", 0.0), t.get("chat_sq", 0.0))
+
+
 def _compare(
-    metric: str, measure: str, diff: Difference, n: float, alpha: float, tuning: float
+    metric: str,
+    measure: str,
+    treatment: Moments | Ratio,
+    control: Moments | Ratio,
+    n: float,
+    alpha: float,
+    tuning: float,
 ) -> Comparison:
-    return Comparison(
-        metric, measure, diff.estimate, diff, confidence_sequence(diff, n, alpha, tuning)
-    )
+    """``lift``/``change``/``baseline_change``: relative; ``diff``: absolute."""
+    if measure == "diff":
+        diff = absolute_lift(treatment, control)
+        return Comparison(
+            metric, measure, diff.estimate, diff, confidence_sequence(diff, n, alpha, tuning)
+        )
+    rel = relative_lift(treatment, control)
+    seq = relative_sequence(treatment, control, n, alpha, tuning)
+    return Comparison(metric, measure, rel.estimate, rel, seq)
+
+
+def _usable(m: Moments | Ratio) -> bool:
+    """At least two units and at least two chat items."""
+    return m.n >= 2 and (m.k >= 2 if isinstance(m, Ratio) else True)
 
 
 def build_report(
@@ -189,20 +225,16 @@ def build_report(
             if t.n < 2 or c.n < 2:
                 continue
             n = t.n + c.n
-            found.append(_compare(metric, "lift", relative_lift(t, c), n, alpha, tuning))
-            found.append(_compare(metric, "diff", absolute_lift(t, c), n, alpha, tuning))
+            found.append(_compare(metric, "lift", t, c, n, alpha, tuning))
+            found.append(_compare(metric, "diff", t, c, n, alpha, tuning))
         t, c = v.sentiment, base.sentiment
-        if t.n >= 2 and c.n >= 2:
+        if _usable(t) and _usable(c):
             n = t.n + c.n
-            found.append(_compare("sentiment", "change", relative_lift(t, c), n, alpha, tuning))
-            found.append(_compare("sentiment", "diff", absolute_lift(t, c), n, alpha, tuning))
-        if t.n >= 2 and v.baseline.n >= 2:
+            found.append(_compare("sentiment", "change", t, c, n, alpha, tuning))
+            found.append(_compare("sentiment", "diff", t, c, n, alpha, tuning))
+        if _usable(t) and v.baseline.n >= 2:
             n = t.n + v.baseline.n
-            found.append(
-                _compare(
-                    "sentiment", "baseline_change", relative_lift(t, v.baseline), n, alpha, tuning
-                )
-            )
+            found.append(_compare("sentiment", "baseline_change", t, v.baseline, n, alpha, tuning))
         report.comparisons[name] = found
         if v.conversion.n >= 2 and base.conversion.n >= 2:
             report.bayes[name] = bayes_summary(v.conversion, base.conversion)
