@@ -12,14 +12,19 @@ import contextlib
 import json
 import logging
 import random
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
+import uvloop
 from prometheus_client.parser import text_string_to_metric_families
 
 from edgeloop.control import ControlPlane, Principal, Role, create_control_app
@@ -193,7 +198,7 @@ class ServerThread:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def _run(self) -> None:
-        loop = asyncio.new_event_loop()
+        loop = uvloop.new_event_loop()  # as in production (services.run)
         self.loop = loop
         try:
             loop.run_until_complete(self._main())
@@ -226,11 +231,6 @@ class ServerThread:
             raise RuntimeError(f"{self.name} failed to start: {self.errors}")
         return self
 
-    def run(self, coro: Awaitable[Any], timeout: float = 10.0) -> Any:
-        """Run a coroutine on the server's loop (e.g. something that must own its loop)."""
-        assert self.loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)  # type: ignore[arg-type]
-
     def stop(self, *, crash: bool = False, timeout: float = 10.0) -> None:
         """Stop serving. ``crash=True`` drops every open connection like a killed process."""
         if self._thread.is_alive():
@@ -254,6 +254,73 @@ class ServerThread:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def free_port() -> int:
+    probe = bind(0)
+    try:
+        return int(probe.getsockname()[1])
+    finally:
+        probe.close()
+
+
+def cli(*args: str) -> list[str]:
+    """The installed ``edgeloop`` command (the venv's console script)."""
+    return [str(Path(sys.executable).parent / "edgeloop"), *args]
+
+
+class EdgeProcess:
+    """``edgeloop edge`` in a process of its own: the edge exactly as deployed, with its own
+    interpreter (so a test's client threads and the server do not share one GIL)."""
+
+    def __init__(self, data_dir: Path, control_url: str, token: str, public_key: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = data_dir.parent / f"{data_dir.name}.log"
+        self.command = cli(
+            "edge",
+            "--control",
+            control_url,
+            "--token",
+            token,
+            "--public-key",
+            public_key,
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(self.port),
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 45.0) -> EdgeProcess:
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(self.command, stdout=log, stderr=log)
+
+        def ready() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"edgeloop edge exited: {self.output()}")
+            try:
+                return httpx.get(self.url + "/readyz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(ready, timeout, interval=0.05, what="`edgeloop edge` to serve a snapshot")
+        return self
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+            raise AssertionError(f"`edgeloop edge` ignored SIGTERM: {self.output()}") from None
 
 
 class Recorder:
@@ -394,7 +461,17 @@ def metric(samples: dict[Any, float], name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def quiet_logs() -> None:
-    """The refusals and reconnects the fault tests provoke are expected: keep output readable."""
-    for name in ("edgeloop.sync", "edgeloop.edge", "uvicorn.error", "httpx", "httpcore"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+@contextlib.contextmanager
+def quiet_logs() -> Iterator[None]:
+    """The refusals and reconnects the fault tests provoke are expected: keep output readable
+    (and per-request client logging off the hot loop). Levels are restored afterwards."""
+    names = ("edgeloop.sync", "edgeloop.edge", "uvicorn.error", "httpx", "httpcore")
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -20,7 +22,7 @@ from edge_support import (
     serve_edge,
     signed,
 )
-from edgeloop.edge import EdgeNode
+from edgeloop.edge import EdgeNode, create_edge_app
 from edgeloop.sync import SnapshotSigner
 
 STEP = 0.0003  # the fake clock moves this much per read: every decide takes exactly 300 µs
@@ -170,6 +172,27 @@ def test_a_body_over_one_mebibyte_is_refused_with_413(ready: httpx.Client) -> No
     assert response.status_code == 413
     # The connection (and the edge) still serve normally afterwards.
     assert decide(ready, {"context": {"targetingKey": "a"}}).status_code == 200
+
+
+def test_an_oversized_body_in_a_single_asgi_message_is_413(
+    node: EdgeNode, signer: SnapshotSigner
+) -> None:
+    """Servers other than uvicorn (or test transports) may hand over the whole body at once,
+    without Content-Length: the limit holds for the first message too."""
+    assert node.apply(signed(signer, 1))
+    app = create_edge_app(node)
+    body = b'{"context": {}}' + b" " * MIB
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/decide", "headers": []}
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 413
 
 
 def test_more_than_a_thousand_contexts_is_400(ready: httpx.Client) -> None:

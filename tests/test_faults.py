@@ -12,6 +12,9 @@ import base64
 import contextlib
 import json
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -32,10 +35,13 @@ from edge_support import (
     DOC,
     T0,
     CountingSource,
+    EdgeProcess,
     Recorder,
     ServerThread,
+    cli,
     close_plane,
     edge_token,
+    free_port,
     http_source,
     local_source,
     make_edge,
@@ -58,8 +64,9 @@ LKG = Path("edge") / "last-known-good.json"  # under the data directory, as `edg
 
 
 @pytest.fixture(autouse=True)
-def _quiet() -> None:
-    quiet_logs()
+def _quiet() -> Iterator[None]:
+    with quiet_logs():
+        yield
 
 
 @pytest.fixture
@@ -87,80 +94,99 @@ US = {"targetingKey": "att-1", "country": "US"}
 # (1) the control plane stops while an edge serves ------------------------------------------------
 
 REQUESTS = 10_000
-WORKERS = 2  # client threads (each one keep-alive connection); more only fight over the GIL
+WORKERS = 3  # client processes, each with one keep-alive connection
 STOP_AFTER = 500  # the control plane dies with this many answers given
+DEADLINE = 45.0  # seconds for all the requests: about 4 on an idle two-core machine, a bound
+# against hangs, not a benchmark (a machine busy with other work can be ten times slower)
+
+# A client process: only httpx, so it starts in a fraction of a second, and the clients, the
+# edge and this test do not share one interpreter lock. httpx's transport directly: one
+# keep-alive connection, none of the client's per-request conveniences (cookies, redirects,
+# auth), which cost more CPU than the edge spends answering.
+CLIENT = """
+import json, sys
+import httpx
+url, body, expected, n = sys.argv[1], sys.argv[2].encode(), sys.argv[3].encode(), int(sys.argv[4])
+failures = []
+request = httpx.Request("POST", url, content=body, headers={"content-type": "application/json"})
+with httpx.HTTPTransport() as transport:
+    for _ in range(n):
+        try:
+            response = transport.handle_request(request)
+            content = response.read()
+            response.close()
+            if response.status_code != 200 or content != expected:
+                failures.append(f"{response.status_code}: {content[:200]!r}")
+        except httpx.HTTPError as exc:
+            failures.append(repr(exc))
+print(json.dumps({"done": n, "failed": len(failures), "first": failures[:5]}))
+"""
 
 
 def test_control_plane_down_while_serving_10000_decisions_no_failure(
     tmp_path: Path, plane: ControlPlane
 ) -> None:
+    """The edge runs as deployed (`edgeloop edge`, its own process), synced over HTTP SSE;
+    10 000 decide requests come from client processes; the control plane crashes early on."""
     control = serve_control(plane).start()
-    node = make_edge(tmp_path / "edge", plane.signer.public_key)
-    edge = serve_edge(node, http_source(node, control.url, edge_token(plane))).start()
+    version = plane.set_state(ADMIN, "banner", "DISABLED", "kill before the outage", T0 + 1)
+    edge = EdgeProcess(tmp_path / "edge", control.url, edge_token(plane), plane.signer.public_key)
+    clients: list[subprocess.Popen[str]] = []
     try:
-        version = plane.set_state(ADMIN, "banner", "DISABLED", "kill before the outage", T0 + 1)
-        wait_until(lambda: node.version == version, 10, what="the edge to sync the kill")
-
+        edge.start()
+        wait_until(
+            lambda: get(edge.url, "/readyz").json().get("version") == version,
+            10,
+            what="the edge to sync the kill",
+        )
         flags = ["banner", "headline", "offer"]
-        body = json.dumps({"context": US, "flags": flags}).encode()
+        body = json.dumps({"context": US, "flags": flags})
         reference = httpx.post(edge.url + "/v1/decide", content=body, timeout=5)
-        expected = reference.content  # same snapshot, same context: the same bytes every time
         assert reference.json()["version"] == version
         assert reference.json()["decisions"]["banner"]["reason"] == "DISABLED"
+        expected = reference.text  # same snapshot, same context: the same bytes every time
 
-        done = 0
-        during_outage = 0
-        failures: list[str] = []
-        lock = threading.Lock()
-        down = threading.Event()
+        def answered() -> float:
+            found = samples(edge.url)
+            return metric(found, "edgeloop_decisions_total", flag="banner", reason="DISABLED")
 
-        def worker(n: int) -> None:
-            nonlocal done, during_outage
-            with httpx.Client(base_url=edge.url, timeout=5) as client:  # keep-alive
-                for _ in range(n):
-                    try:
-                        response = client.post("/v1/decide", content=body)
-                        problem = (
-                            None
-                            if response.status_code == 200 and response.content == expected
-                            else f"{response.status_code}: {response.text[:200]}"
-                        )
-                    except httpx.HTTPError as exc:
-                        problem = repr(exc)
-                    with lock:
-                        done += 1
-                        during_outage += down.is_set()
-                        if problem is not None:
-                            failures.append(problem)
-
-        threads = [
-            threading.Thread(target=worker, args=(REQUESTS // WORKERS,), daemon=True)
-            for _ in range(WORKERS)
-        ]
         started = time.monotonic()
-        for t in threads:
-            t.start()
-        wait_until(lambda: done >= STOP_AFTER or failures, 20, what="the first answers")
+        shares = [REQUESTS // WORKERS + (i < REQUESTS % WORKERS) for i in range(WORKERS)]
+        for share in shares:
+            command = [sys.executable, "-c", CLIENT, edge.url + "/v1/decide", body, expected]
+            clients.append(
+                subprocess.Popen(
+                    [*command, str(share)],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        wait_until(lambda: answered() >= STOP_AFTER, 20, 0.02, what="the first answers")
         control.stop(crash=True)
-        down.set()  # from here on the control plane is certainly gone
-        for t in threads:
-            t.join(timeout=max(1.0, 27 - (time.monotonic() - started)))
-        assert not any(t.is_alive() for t in threads), f"only {done} requests done in time"
+        answered_before_outage = answered()
 
-        assert failures == []
-        assert done == REQUESTS
-        assert during_outage >= 0.8 * REQUESTS, during_outage
+        reports = []
+        for client in clients:
+            out, err = client.communicate(timeout=max(1.0, DEADLINE - (time.monotonic() - started)))
+            assert client.returncode == 0, err
+            reports.append(json.loads(out))
+        assert [r["failed"] for r in reports] == [0] * WORKERS, [r["first"] for r in reports]
+        assert sum(r["done"] for r in reports) == REQUESTS
 
-        # The edge knew the control plane was gone, and kept serving what it had.
+        # Most answers were given with the control plane gone; the edge knew it was gone.
         after = samples(edge.url)
+        total = metric(after, "edgeloop_decisions_total", flag="banner", reason="DISABLED")
+        assert total == REQUESTS + 1  # and the reference request
+        assert total - answered_before_outage >= REQUESTS // 2
         assert metric(after, "edgeloop_sync_errors_total", reason="unreachable") >= 1
         assert metric(after, "edgeloop_snapshot_version") == version
-        assert (
-            metric(after, "edgeloop_decisions_total", flag="banner", reason="DISABLED")
-            == REQUESTS + 1  # and the reference request
-        )
         assert get(edge.url, "/readyz").json() == {"ready": True, "version": version}
     finally:
+        for client in clients:
+            if client.poll() is None:
+                client.kill()
+                client.wait(5)
         edge.stop()
         control.stop()
 
@@ -210,6 +236,25 @@ def test_edge_restarted_while_control_plane_down_serves_the_persisted_snapshot(
         assert decide(edge.url, US, ["banner", "headline"]).json() == answer
     finally:
         edge.stop()
+
+
+def test_a_refused_token_is_counted_and_retried_with_back_off(
+    tmp_path: Path, plane: ControlPlane
+) -> None:
+    control = serve_control(plane).start()
+    node = make_edge(tmp_path / "edge", plane.signer.public_key)
+    edge = serve_edge(node, http_source(node, control.url, "el_not_a_real_token")).start()
+    try:
+        wait_until(
+            lambda: node.metrics.sync_errors["http_401"] >= 2, 10, what="refused connections"
+        )
+        assert get(edge.url, "/readyz").status_code == 503  # nothing trusted, nothing served
+        found = samples(edge.url)
+        assert metric(found, "edgeloop_sync_errors_total", reason="http_401") >= 2
+        assert node.snapshot is None
+    finally:
+        edge.stop()
+        control.stop()
 
 
 # (3) bad snapshots: forged, replayed, relabelled, truncated ---------------------------------------
@@ -371,14 +416,6 @@ def test_a_truncated_or_tampered_snapshot_file_is_refused(tmp_path: Path) -> Non
     assert sum(fresh.metrics.sync_errors.values()) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "EdgeNode.run_sync has no error handling: one failed last-known-good write (disk full, "
-        "read-only volume) raises out of apply() and ends the sync task for good, so the edge "
-        "never applies another snapshot, while /readyz keeps answering 200"
-    ),
-)
 def test_a_failed_last_known_good_write_does_not_stop_syncing(
     tmp_path: Path, plane: ControlPlane
 ) -> None:
@@ -467,3 +504,39 @@ def test_control_plane_restart_edges_resume_without_a_reload_storm(tmp_path: Pat
             edge.stop()
         control.stop()
         close_plane(plane)
+
+
+def test_the_control_process_stops_on_sigterm_with_edges_streaming(tmp_path: Path) -> None:
+    """`edgeloop control` must exit on SIGTERM even while edges hold their snapshot streams
+    open (they never end by themselves): an orchestrator's stop must not hang until SIGKILL."""
+    data_dir = tmp_path / "control"
+    plane = make_plane(data_dir)
+    token = edge_token(plane)
+    close_plane(plane)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = cli("control", "--data-dir", str(data_dir), "--port", str(port))
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+
+        def up() -> bool:
+            try:
+                return httpx.get(url + "/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(up, 45, interval=0.05, what="`edgeloop control` to start")
+        with contextlib.ExitStack() as stack:
+            for _ in range(2):  # two edges, streaming
+                client = stack.enter_context(httpx.Client(timeout=httpx.Timeout(5, read=None)))
+                auth = {"Authorization": f"Bearer {token}"}
+                request = client.build_request("GET", url + "/v1/snapshots/stream", headers=auth)
+                stream = client.send(request, stream=True)
+                stack.callback(stream.close)
+                assert stream.status_code == 200
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)

@@ -158,6 +158,10 @@ def demo(
         int, typer.Option(min=0, max=120, help="Days to run on after the event (returns).")
     ] = 31,
     seed: Annotated[int, typer.Option(help="Same seed, same event.")] = 7,
+    sample_rate: Annotated[
+        float,
+        typer.Option(min=0.001, max=1.0, help="Privacy sample for user-level records (retention)."),
+    ] = 0.1,
     out_dir: Annotated[Path, typer.Option(help="Where the report and charts go.")] = Path(
         "demo-output"
     ),
@@ -181,6 +185,7 @@ def demo(
     report per variant, report.json and charts (PNG) in OUT_DIR.
     """
     import logging
+    import os
     import shutil
     import tempfile
 
@@ -196,8 +201,12 @@ def demo(
     # itself, so only errors get through while it runs.
     logging.getLogger().setLevel(logging.WARNING)
     logging.getLogger("edgeloop").setLevel(logging.ERROR)
-    workdir = data_dir or Path(tempfile.mkdtemp(prefix="edgeloop-demo-"))
-    run = _MicroEventDemo(file, flag, workdir, hours, arrivals, retention_days, seed)
+    # Throwaway state goes to a RAM-backed directory where there is one: the demo commits
+    # thousands of small SQLite transactions and need not wait for a disk to sync each.
+    shm = Path("/dev/shm")
+    scratch = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+    workdir = data_dir or Path(tempfile.mkdtemp(prefix="edgeloop-demo-", dir=scratch))
+    run = _MicroEventDemo(file, flag, workdir, hours, arrivals, retention_days, seed, sample_rate)
     try:
         started = time.perf_counter()
         run.play()
@@ -276,6 +285,7 @@ class _MicroEventDemo:
         arrivals: float,
         retention_days: int,
         seed: int,
+        sample_rate: float,
     ) -> None:
         import asyncio
 
@@ -296,7 +306,10 @@ class _MicroEventDemo:
         self.plane.replace_document(
             admin, file.read_text(encoding="utf-8"), f"edgeloop demo: {file}", self.now - 60
         )
-        self.node = services.open_edge(workdir, self.plane.signer.public_key, lambda: self.now)
+        self.sample_rate = sample_rate
+        self.node = services.open_edge(
+            workdir, self.plane.signer.public_key, lambda: self.now, sample_rate=sample_rate
+        )
         self._sync()
         self.sink, self.keys = services.local_telemetry(self.plane, lambda: self.now)
         self.loop = services.DecisionLoop(self.plane)
@@ -494,16 +507,18 @@ class _MicroEventDemo:
         total_w = sum(weights.values()) or 1
         total_n = sum(v.attendees for v in report.variants.values()) or 1
         channels = ", ".join(f"{v} {c}" for v, c in exp.channels.items())
+        split = "/".join(f"{weights[v] / total_w:.0%}" for v in weights)
         table = Table(
             box=box.SIMPLE_HEAD,
             pad_edge=False,
             title=f"{exp.key} at event time {_event_time(report.at - self.spec.start)}",
-            caption=f"control {report.control}; channels: {channels}. Under each estimate: its "
-            "always-valid 95 % interval (in %). Retention: matured attendees only.",
+            caption=f"control {report.control}; target split {split}; channels: {channels}. "
+            "Under each estimate: its always-valid 95 % interval (in %). Retention: matured "
+            f"attendees in the {self.sample_rate:.0%} privacy sample.",
         )
         for col in (
             "",
-            "attendees\n(target)",
+            "attendees\nshare",
             "conversion\n15 min",
             f"lift\nvs {report.control}",
             "D7",
@@ -530,7 +545,7 @@ class _MicroEventDemo:
 
             table.add_row(
                 name,
-                f"{n:,}\n{n / total_n:.1%} ({weights.get(name, 0) / total_w:.0%})",
+                f"{n:,}\n{n / total_n:.1%}",
                 conv,
                 "–" if name == report.control else _compared(lift),
                 _retained(v.retention.get(7)),

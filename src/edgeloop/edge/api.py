@@ -322,7 +322,9 @@ def create_edge_app(node: EdgeNode) -> EdgeApp:
         client: AttachedClient | None = None
 
         async def send(message: dict[str, Any]) -> None:
-            await websocket.send_bytes(_encode(message))
+            await websocket.send_text(
+                _encode(message).decode()
+            )  # text frames: browsers get strings
 
         try:
             while True:

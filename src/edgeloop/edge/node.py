@@ -162,7 +162,12 @@ class EdgeNode:
     async def run_sync(self, source: SnapshotSource) -> None:
         """Apply snapshots from ``source`` forever, pushing changed decisions after each."""
         async for signed in source.stream(lambda: self.version):
-            if self.apply(signed):
+            try:
+                applied = self.apply(signed)
+            except Exception as exc:  # e.g. the disk is full: count it, keep syncing
+                self._refuse("apply_failed", repr(exc))
+                continue
+            if applied:
                 await self.push_changes()
 
     # deciding ----------------------------------------------------------------------------

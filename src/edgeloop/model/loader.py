@@ -305,7 +305,7 @@ def _flag(key: str, raw: Any, segments: dict[str, Condition], out: _Collector) -
     experiment = None
     if spec.get("experiment") is not None:
         experiment = _experiment(spec["experiment"], (*path, "experiment"), variants, out)
-        if experiment is not None and experiment.allocation is not None and not spec["sticky"]:
+        if experiment is not None and experiment.allocation and not spec.get("sticky", True):
             out.add(
                 (*path, "experiment", "allocation"),
                 "adaptive allocation needs 'sticky: true' on the flag, so attendees keep their "

@@ -9,6 +9,7 @@ seeded audience of evaluation contexts (for engine benchmarks).
 from .audience import Attendee, simulate_audience
 from .event import (
     DEFAULT_AUDIENCE,
+    AttendeeState,
     DailyCycle,
     EventSpec,
     HttpTarget,
@@ -30,6 +31,7 @@ __all__ = [
     "EVENT_START",
     "SEED_MATRIX",
     "Attendee",
+    "AttendeeState",
     "DailyCycle",
     "EventSpec",
     "HttpTarget",

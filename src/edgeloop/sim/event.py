@@ -368,12 +368,15 @@ class HttpTarget:
 _JOIN, _CHAT, _HOVER, _LEAVE, _CLICK, _CONVERT, _RETURN = range(7)
 
 
-class _Attendee:
+class AttendeeState:
+    """One simulated attendee as the simulator tracks them (``MicroEventSimulator.attendees``)."""
+
     __slots__ = (
         "assigned",
         "country",
         "exposed_at",
         "id",
+        "joined_at",
         "p_pos",
         "present",
         "segment",
@@ -390,6 +393,7 @@ class _Attendee:
         self.served: str | None = None  # the variant served at exposure
         self.assigned: str | None = None
         self.exposed_at: float | None = None
+        self.joined_at: float | None = None  # event time of the (last) join
         self.p_pos = 0.0  # share of positive chat items (sets the expected valence)
 
 
@@ -455,7 +459,7 @@ class MicroEventSimulator:
         self.step_s = step_s
         self.now = spec.start
         self.rng = np.random.default_rng(spec.seed)
-        self.attendees: list[_Attendee] = []
+        self.attendees: list[AttendeeState] = []
         self._calendar: dict[int, list[tuple[float, int, int, float]]] = {}
         self._next_bucket = 0  # buckets before this one are consumed
         self._hooks: list[_Hook] = []
@@ -614,7 +618,7 @@ class MicroEventSimulator:
         ci = hi_ = 0
         for i in range(n):
             who = len(self.attendees)
-            a = _Attendee(f"{prefix}{who:07d}", seg_l[i], names[countries[i]], valence_l[i])
+            a = AttendeeState(f"{prefix}{who:07d}", seg_l[i], names[countries[i]], valence_l[i])
             a.p_pos = self._p_positive(a.valence)
             self.attendees.append(a)
             start, d = arrive[i], dwell[i]
@@ -676,6 +680,7 @@ class MicroEventSimulator:
                     self._chat_sum[served] += valence
             elif kind == _JOIN:
                 a.present = True
+                a.joined_at = ts
                 append({"type": "join", "ts": ts, "attendee": a.id})
                 touched[who] = None
             elif kind == _HOVER:
@@ -817,6 +822,7 @@ __all__ = [
     "COUNTRIES",
     "DEFAULT_AUDIENCE",
     "PALETTE",
+    "AttendeeState",
     "DailyCycle",
     "EventSpec",
     "HttpTarget",

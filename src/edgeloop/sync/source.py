@@ -83,8 +83,10 @@ class HttpSnapshotSource:
                             reason = f"http_{sse.response.status_code}"
                             await sse.response.aread()
                             raise ConnectionError(reason)
-                        self.backoff.reset()
                         async for event in sse.aiter_sse():
+                            # Reset only once the stream delivers: a control plane that accepts
+                            # and drops at once must still be retried with growing delays.
+                            self.backoff.reset()
                             if event.event != "snapshot":
                                 continue
                             try:
