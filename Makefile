@@ -28,9 +28,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
+# Benchmarks (not tests): each prints a table and writes bench/results/*.json and *.md.
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python bench/eval.py
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/report.py
+	$(BIN)/python bench/guardrails.py
+	$(BIN)/python bench/http.py
+	$(BIN)/python bench/propagation.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis
