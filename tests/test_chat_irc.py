@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -174,7 +175,10 @@ class Edge:
     def rows(self) -> list[tuple[str, str, float]]:
         """(type, attendee, ts) of every raw signal the edge stored, in arrival order."""
         with contextlib.closing(sqlite3.connect(self.db)) as db:
-            return list(db.execute("SELECT type, attendee, ts FROM signals ORDER BY rowid"))
+            batches = [r[0] for r in db.execute("SELECT body FROM signal_batches ORDER BY rowid")]
+        return [
+            (s["type"], s.get("attendee"), s["ts"]) for body in batches for s in json.loads(body)
+        ]
 
 
 def _node(directory: Path, clock: Callable[[], float]) -> tuple[EdgeNode, Path]:

@@ -58,9 +58,17 @@ from edge_support import (
 from edgeloop.cli.services import open_edge
 from edgeloop.control import ControlPlane
 from edgeloop.edge import EdgeNode
-from edgeloop.sync import SignedSnapshot, SnapshotSigner, decode_signed
+from edgeloop.sync import SignedSnapshot, SnapshotRejected, SnapshotSigner, decode_signed
 
 LKG = Path("edge") / "last-known-good.json"  # under the data directory, as `edgeloop edge`
+
+
+def persisted_version(path: Path) -> int | None:
+    """The version in a last-known-good file (None while there is none yet)."""
+    try:
+        return decode_signed(path.read_bytes()).version
+    except (FileNotFoundError, SnapshotRejected):
+        return None
 
 
 @pytest.fixture(autouse=True)
@@ -204,6 +212,8 @@ def test_edge_restarted_while_control_plane_down_serves_the_persisted_snapshot(
     edge = serve_edge(node, http_source(node, control.url, token)).start()
     version = plane.set_state(ADMIN, "banner", "DISABLED", "kill", T0 + 1)
     wait_until(lambda: node.version == version, 10, what="sync")
+    # Clients are pushed first; the last-known-good file follows off the event loop.
+    wait_until(lambda: persisted_version(edge_dir / LKG) == version, 10, what="persisted")
     answer = decide(edge.url, US, ["banner", "headline"]).json()
     edge.stop()
     control.stop(crash=True)
@@ -361,7 +371,7 @@ def test_forged_replayed_and_relabelled_snapshots_are_refused_and_counted(
         # A good one after all that is applied as usual.
         script.release.set()
         wait_until(lambda: node.version == 3, 10, what="the good snapshot")
-        assert decode_signed((tmp_path / LKG).read_bytes()).version == 3
+        wait_until(lambda: persisted_version(tmp_path / LKG) == 3, 10, what="it persisted")
         assert refusals() == expected
         assert script.afters == ["0"]  # one stream, never dropped for a bad snapshot
     finally:
@@ -423,6 +433,7 @@ def test_a_failed_last_known_good_write_does_not_stop_syncing(
     edge = serve_edge(node, local_source(plane)).start()
     try:
         wait_until(lambda: node.version == 1, 5, what="the first sync")
+        wait_until(lambda: persisted_version(tmp_path / "edge" / LKG) == 1, 5, what="persisted")
         lkg_dir = tmp_path / "edge" / LKG.parent
         shutil.rmtree(lkg_dir)
         lkg_dir.write_text("a file where the directory was: every save fails")

@@ -206,8 +206,15 @@ def demo(
     shm = Path("/dev/shm")
     scratch = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
     workdir = data_dir or Path(tempfile.mkdtemp(prefix="edgeloop-demo-", dir=scratch))
-    run = _MicroEventDemo(file, flag, workdir, hours, arrivals, retention_days, seed, sample_rate)
+    # The event (and the month after it) ends now, so that `--serve` carries on in wall-clock
+    # time from a consistent state; hour-aligned, so every number printed is the same each run.
+    span = hours * 3600 + retention_days * 86400
+    start = (time.time() - span) // 3600 * 3600
+    run: _MicroEventDemo | None = None
     try:
+        run = _MicroEventDemo(
+            file, flag, workdir, hours, arrivals, retention_days, seed, sample_rate, start
+        )
         started = time.perf_counter()
         run.play()
         elapsed = time.perf_counter() - started
@@ -216,7 +223,8 @@ def demo(
             logging.getLogger("edgeloop").setLevel(logging.WARNING)
             run.serve(host, control_port, edge_port)
     finally:
-        run.close()
+        if run is not None:
+            run.close()
         if data_dir is None:
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -286,6 +294,7 @@ class _MicroEventDemo:
         retention_days: int,
         seed: int,
         sample_rate: float,
+        start: float,
     ) -> None:
         import asyncio
 
@@ -297,7 +306,9 @@ class _MicroEventDemo:
         self.flag = flag
         self.file = file
         self.arrivals = arrivals
-        self.spec = seed_matrix_event(flag=flag, arrivals_per_min=arrivals, hours=hours, seed=seed)
+        self.spec = seed_matrix_event(
+            flag=flag, arrivals_per_min=arrivals, hours=hours, seed=seed, start=start
+        )
         self.after_s = retention_days * 86400.0
         self.now = self.spec.start
         self.aio = asyncio.new_event_loop()
@@ -519,7 +530,7 @@ class _MicroEventDemo:
         for col in (
             "",
             "attendees\nshare",
-            "conversion\n15 min",
+            "conv.\n15 min",
             f"lift\nvs {report.control}",
             "D7",
             "D30",
@@ -629,7 +640,8 @@ class _MicroEventDemo:
                     acc = hourly.setdefault(h, [0.0, 0.0])
                     acc[0] += stats["chat_sum"]
                     acc[1] += stats["chat_n"]
-            xs = [x for x in sorted(hourly) if hourly[x][1] >= 30]  # skip near-empty hours
+            last = int(self.spec.duration_s // 3600)
+            xs = [x for x in sorted(hourly) if x < last and hourly[x][1] >= 30]
             top.plot(
                 [x + 0.5 for x in xs],
                 [hourly[x][0] / hourly[x][1] for x in xs],

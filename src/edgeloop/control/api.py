@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Literal
@@ -20,7 +19,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from edgeloop.model import load_flags
+from edgeloop.model import load_flags_data
 from edgeloop.model.errors import format_path
 from edgeloop.privacy import DEFAULT_K, suppressed
 from edgeloop.store import StoredSnapshot
@@ -398,7 +397,7 @@ def create_control_app(
 
 def _experiment_flag(plane: ControlPlane, experiment: str) -> Any:
     _version, doc = plane.document()
-    flagset = load_flags(json.dumps(doc), "live")
+    flagset = load_flags_data(doc, "live")
     for flag in flagset.flags.values():
         if flag.experiment is not None and flag.experiment.key == experiment:
             return flag

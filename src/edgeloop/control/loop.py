@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeloop.model import Flag, FlagsValidationError, load_flags
+from edgeloop.model import Flag, FlagsValidationError, load_flags_data
 from edgeloop.model.guardrails import Action
 from edgeloop.stats import ExperimentReport, build_report, judge
 from edgeloop.stats.allocation import thompson_weights
@@ -70,7 +69,7 @@ class DecisionLoop:
         if not doc.get("flags"):
             return []
         try:
-            flagset = load_flags(json.dumps(doc), "live")
+            flagset = load_flags_data(doc, "live")
         except FlagsValidationError:  # pragma: no cover - the live document always validates
             log.exception("live document does not load")
             return []
@@ -241,6 +240,10 @@ class DecisionLoop:
         scale = 10_000
         ints = {v: max(1, round(w / total * scale)) for v, w in fixed.items()}
         ints.update({v: max(1, round(w * free * scale)) for v, w in new.items()})
+        if _shares({v: float(w) for v, w in ints.items()}) == _shares(
+            {v: round(w / total * scale) for v, w in weights.items()}
+        ):
+            return  # the same shares (at the split's resolution): no new snapshot
         _version, doc = self.plane.document()
         raw = doc["flags"][flag.key]
         for rule in raw.get("rules", []):

@@ -12,7 +12,13 @@ from typing import Any
 
 import msgspec
 
-from edgeloop.model import FlagsValidationError, ValidationIssue, flagset_to_raw, load_flags
+from edgeloop.model import (
+    FlagsValidationError,
+    ValidationIssue,
+    flagset_to_raw,
+    load_flags,
+    load_flags_data,
+)
 from edgeloop.model.aggregates import decode_aggregate_batch
 from edgeloop.privacy import new_experiment_key
 from edgeloop.store import (
@@ -105,7 +111,7 @@ class ControlPlane:
     ) -> int:
         version, old_doc = self.document()
         try:
-            flagset = load_flags(json.dumps(new_doc, indent=1), "document")
+            flagset = load_flags_data(new_doc, "document")
         except FlagsValidationError as exc:
             raise InvalidChange(exc.issues) from None
         # Compare what would be stored (defaults dropped), so restating a default is no change.
@@ -218,7 +224,7 @@ class ControlPlane:
         _, doc = self.document()
         doc["flags"][key] = definition
         try:
-            load_flags(json.dumps(doc, indent=1), "draft")
+            load_flags_data(doc, "draft")
         except FlagsValidationError as exc:
             raise InvalidChange(exc.issues) from None
         draft = Draft(key, definition, who.name, now)

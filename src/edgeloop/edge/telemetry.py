@@ -191,8 +191,16 @@ class ExperimentTelemetry:
         self.pending = [r for r in self.pending if r.experiment in experiments]
 
 
+RawBatch = tuple[float, float, int, bytes]  # (oldest ts, newest ts, signals, JSON array)
+
+
 class RawSignalStore:
-    """Raw signals on the edge only, for the retention window (then purged)."""
+    """Raw signals on the edge only, for the retention window (then purged).
+
+    Stored as the accepted batches themselves (one row per batch, the JSON as received when
+    every item was accepted): one insert per batch instead of one per signal. A batch is purged
+    as soon as its *oldest* signal is past the window, so nothing older ever remains.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -202,26 +210,32 @@ class RawSignalStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA secure_delete=ON")  # purged rows are overwritten, not just freed
         self._db.execute(
-            "CREATE TABLE IF NOT EXISTS signals (ts REAL NOT NULL, type TEXT NOT NULL, "
-            "attendee TEXT, body BLOB NOT NULL)"
+            "CREATE TABLE IF NOT EXISTS signal_batches (oldest REAL NOT NULL, "
+            "newest REAL NOT NULL, signals INTEGER NOT NULL, body BLOB NOT NULL)"
         )
-        self._db.execute("CREATE INDEX IF NOT EXISTS signals_ts ON signals (ts)")
+        self._db.execute(
+            "CREATE INDEX IF NOT EXISTS signal_batches_oldest ON signal_batches (oldest)"
+        )
 
-    def add(self, rows: list[tuple[float, str, str | None, bytes]]) -> None:
-        self._db.execute("BEGIN")
-        self._db.executemany("INSERT INTO signals VALUES (?, ?, ?, ?)", rows)
-        self._db.execute("COMMIT")
+    def add(self, batch: RawBatch) -> None:
+        self._db.execute("INSERT INTO signal_batches VALUES (?, ?, ?, ?)", batch)
 
     def purge(self, before: float) -> int:
-        cursor = self._db.execute("DELETE FROM signals WHERE ts < ?", (before,))
-        return cursor.rowcount
+        """Delete every batch holding a signal older than ``before``; returns signals deleted."""
+        with self._db:
+            removed = self.count(before)
+            self._db.execute("DELETE FROM signal_batches WHERE oldest < ?", (before,))
+        return removed
 
     def count(self, before: float | None = None) -> int:
+        """Signals stored (in batches whose oldest signal is older than ``before``)."""
         if before is None:
-            return int(self._db.execute("SELECT COUNT(*) FROM signals").fetchone()[0])
-        return int(
-            self._db.execute("SELECT COUNT(*) FROM signals WHERE ts < ?", (before,)).fetchone()[0]
-        )
+            row = self._db.execute("SELECT COALESCE(SUM(signals), 0) FROM signal_batches")
+        else:
+            row = self._db.execute(
+                "SELECT COALESCE(SUM(signals), 0) FROM signal_batches WHERE oldest < ?", (before,)
+            )
+        return int(row.fetchone()[0])
 
     def close(self) -> None:
         self._db.close()

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import bisect
 import functools
-import logging
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -70,8 +69,6 @@ __all__ = [
 MAX_WEIGHT_SUM = 2_147_483_647  # flagd: the sum of fractional weights must fit an int32
 
 Compiled = Callable[[Any], Any]
-
-logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from .flags import (
     Rule,
     ValueType,
 )
-from .loader import load_flags, load_flags_file
+from .loader import load_flags, load_flags_data, load_flags_file
 
 __all__ = [
     "All",
@@ -40,5 +40,6 @@ __all__ = [
     "dump_flags",
     "flagset_to_raw",
     "load_flags",
+    "load_flags_data",
     "load_flags_file",
 ]

@@ -27,7 +27,8 @@ class ValidationIssue:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {format_path(self.path)}: {self.message}"
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {format_path(self.path)}: {self.message}"
 
 
 class FlagsValidationError(ValueError):

@@ -85,11 +85,12 @@ def import_flagd(source: str | bytes | Mapping[str, Any], filename: str = "<flag
     doc, where = _to_native(data, issues)
     # The flags that passed flagd's own checks go through the loader even when others failed,
     # so that one pass reports every problem.
+    flagset: FlagSet | None = None
     try:
         flagset = load_flags(_json_for_loader(doc), filename)
     except FlagsValidationError as exc:
         issues.items += [_translate(issue, where, issues) for issue in exc.issues]
-    if issues.items:
+    if issues.items or flagset is None:
         raise FlagsValidationError(issues.items)
     return flagset
 
@@ -124,8 +125,9 @@ def _to_native(data: Any, issues: _Issues) -> tuple[dict[str, Any], dict[str, Pa
     if not isinstance(metadata, dict):
         issues.add(("metadata",), "flag set metadata must be an object")
     elif metadata:
+        before = len(issues.items)
         _check_metadata(metadata, ("metadata",), issues)
-        if not _non_finite(metadata, ()):
+        if len(issues.items) == before and not _non_finite(metadata, ()):
             native["metadata"] = metadata
     evaluators = data.get("$evaluators")
     if evaluators and not isinstance(evaluators, dict):

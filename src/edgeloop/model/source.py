@@ -176,7 +176,9 @@ def parse_document(
 
 
 def line_of(lines: dict[Path, int], path: Path) -> int:
-    """The line of the nearest enclosing value that the source recorded."""
+    """The line of the nearest enclosing value that the source recorded (0: no source text)."""
+    if not lines:
+        return 0
     while path not in lines and path:
         path = path[:-1]
     return lines.get(path, 1)

@@ -11,8 +11,8 @@ against a :class:`SimTarget`, in **event time** that the caller advances:
   is ``spec.start`` plus simulated offsets, so 72 hours of event run in seconds and the same seed
   gives the same event;
 - each attendee's future (join, chat and emoji spread over their dwell, overlay hovers, leave;
-  later a CTA click and conversion; returns days later) sits in a priority queue and is sent to
-  the target as signal batches, step by step;
+  later a CTA click and conversion; returns days later) sits in a priority queue (a calendar
+  queue of one-minute buckets) and is sent to the target as signal batches, step by step;
 - after each step the simulator asks the edge for a decision for every attendee who did
   something and has not been exposed yet (a client re-deciding as its context changes). The offer
   appears only once the edge's live context passes the monetize-after-value gate; an attendee
@@ -177,9 +177,9 @@ class Segment:
 
 
 DEFAULT_AUDIENCE: tuple[Segment, ...] = (
-    Segment("drifter", 0.45, dwell_median_s=75, chat_per_min=0.3, conversion_factor=0.6),
+    Segment("drifter", 0.45, dwell_median_s=75, chat_per_min=0.3),
     Segment("regular", 0.40, dwell_median_s=300, chat_per_min=0.5),
-    Segment("superfan", 0.15, dwell_median_s=900, chat_per_min=0.8, conversion_factor=1.8),
+    Segment("superfan", 0.15, dwell_median_s=900, chat_per_min=0.8),
 )
 
 
@@ -245,7 +245,9 @@ class Served:
 
     variant: str | None
     reason: str
-    assigned: str | None = None  # metadata "assigned": a rolled-back variant, served control
+    # The decision's metadata "assigned" (a rolled-back variant whose attendee is served the
+    # control). Bookkeeping only: behaviour follows ``variant``, what the attendee was shown.
+    assigned: str | None = None
 
     @property
     def exposed(self) -> bool:

@@ -181,6 +181,8 @@ def retention_by_variant(
     ret_id, ret_at = ret_id[known], ret_at[known]
     base = at[ret_id]
     k = len(names)
+    present = np.bincount(variant, minlength=k) > 0  # the variant of someone's first exposure
+    names = {name: i for name, i in names.items() if present[i]}
     out: dict[str, dict[int, Retention]] = {name: {} for name in names}
     for d in days:
         matured = ~(now < at + (d + 1) * DAY_S)

@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edgeloop.model import FlagSet, FlagsValidationError, flagset_to_raw, load_flags
+from edgeloop.model import FlagSet, FlagsValidationError, flagset_to_raw, load_flags_data
 
 MAX_SNAPSHOT_BYTES = 64 * 1024 * 1024
 
@@ -125,9 +125,7 @@ class SnapshotVerifier:
                 "version_mismatch", f"signed {envelope.version}, labelled {signed.version}"
             )
         try:
-            flagset = load_flags(
-                msgspec.json.encode(envelope.document), f"snapshot-{signed.version}"
-            )
+            flagset = load_flags_data(envelope.document, f"snapshot-{signed.version}")
         except FlagsValidationError as exc:
             raise SnapshotRejected("invalid_document", str(exc)) from None
         return VerifiedSnapshot(envelope.version, envelope.issued_at, flagset, signed)
