@@ -153,7 +153,7 @@ def demo(
     hours: Annotated[float, typer.Option(min=0.25, max=24 * 14, help="Event length.")] = 72.0,
     arrivals: Annotated[
         float, typer.Option(min=0.1, max=10_000, help="Mean arrivals per event minute.")
-    ] = 35.0,
+    ] = 50.0,
     retention_days: Annotated[
         int, typer.Option(min=0, max=120, help="Days to run on after the event (returns).")
     ] = 31,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -165,6 +166,7 @@ class DecisionLoop:
     ) -> LoopAction:
         exp = flag.experiment
         assert exp is not None
+        evidence = _json_safe(evidence)  # unbounded intervals and NaN estimates become null
         plane = self.plane
         version, doc = plane.document()
         live = doc["flags"][flag.key]
@@ -280,6 +282,18 @@ class DecisionLoop:
             self.plane.store.reverse_trips(experiment, variant, who.name, now)
             return version
         raise NotFound(f"no experiment {experiment!r}")
+
+
+def _json_safe(value: Any) -> Any:
+    """Strict JSON for the audit log, the trips API and the webhook: non-finite numbers (an
+    interval not yet bounded, an estimate with no data) become None; tuples become lists."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def _shares(weights: dict[str, float]) -> tuple[tuple[str, float], ...]:

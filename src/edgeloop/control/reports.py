@@ -63,9 +63,11 @@ def report_json(report: ExperimentReport, k: int = DEFAULT_K) -> dict[str, Any]:
         "k": k,
         "variants": variants,
         "srm": {
-            "chi2": report.srm.chi2,
+            "chi2": _num(report.srm.chi2),
             "p_value": report.srm.p_value,
             "mismatch": report.srm.mismatch,
+            "sequential_p_value": report.srm.sequential_p,  # anytime-valid: what auto-pauses
+            "sequential_mismatch": report.srm.sequential_mismatch,
         },
         "comparisons": comparisons,
         "bayes_not_peeking_safe": bayes,

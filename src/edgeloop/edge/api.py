@@ -323,7 +323,7 @@ def create_edge_app(node: EdgeNode) -> EdgeApp:
                 raw = frame.get("text") or frame.get("bytes") or b""
                 try:
                     message = msgspec.json.decode(raw)
-                except msgspec.DecodeError:
+                except (msgspec.DecodeError, RecursionError):  # msgspec's ~1000-level nest limit
                     await send({"type": "error", "message": "not JSON"})
                     continue
                 kind = message.get("type") if isinstance(message, dict) else None

@@ -235,7 +235,7 @@ class EdgeNode:
         if not isinstance(attendee, str) or d.variant is None:
             return
         session = self.sessions.get(attendee)
-        baseline = session.sentiment if session is not None else None
+        baseline = session.baseline() if session is not None else None
         window = self._windows.get(experiment, 15 * 60.0)
         # A rolled-back variant's attendees are served control but stay assigned to it
         # (intention to treat), so the arms keep their configured sizes.

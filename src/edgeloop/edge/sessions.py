@@ -40,6 +40,8 @@ class Session:
         "reactions_pos",
         "sentiment",
         "started",
+        "valence_n",
+        "valence_sum",
     )
 
     def __init__(self, attendee: str, now: float) -> None:
@@ -52,6 +54,8 @@ class Session:
         self.chat_level = 0.0  # decayed count of chat messages at chat_at
         self.chat_at = now
         self.sentiment = 0.0
+        self.valence_n = 0  # chat items so far, and their valences' sum: the plain mean is
+        self.valence_sum = 0.0  # an experiment's pre-exposure baseline (see ``baseline``)
 
     def react(self, valence: float) -> None:
         if valence > POSITIVE:
@@ -59,6 +63,13 @@ class Session:
         elif valence < NEGATIVE:
             self.reactions_neg += 1
         self.sentiment += SENTIMENT_ALPHA * (valence - self.sentiment)
+        self.valence_n += 1
+        self.valence_sum += valence
+
+    def baseline(self) -> float | None:
+        """Mean valence of this session's chat items so far; None before the first one. (The
+        rolling ``sentiment`` starts at 0 and leans on the latest items: a biased baseline.)"""
+        return self.valence_sum / self.valence_n if self.valence_n else None
 
     def chat(self, now: float) -> None:
         self.chat_level = self.chat_level * math.exp(-_DECAY * max(0.0, now - self.chat_at)) + 1.0

@@ -52,6 +52,7 @@ class Exposure:
     baseline: float | None
     window_s: float
     converted: bool = False
+    revenue: float = 0.0  # this attendee's conversion value in the window so far
     chat_k: int = 0  # this attendee's chat items after exposure so far
     chat_s: float = 0.0  # and the sum of their valences
 
@@ -124,8 +125,10 @@ class ExperimentTelemetry:
                     if e.baseline is not None:
                         cell.pre_conv += e.baseline
                 cell.revenue += value
-                cell.revenue_sq += value * value
+                # Σ over attendees of (their revenue)²: (r + v)² − r² per further conversion
+                cell.revenue_sq += (2 * e.revenue + value) * value
             e.converted = True
+            e.revenue += value
             self.pending.append(
                 _PendingRecord(e.experiment, attendee, "conversion", now, e.variant, value)
             )

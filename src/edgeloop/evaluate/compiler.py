@@ -225,8 +225,14 @@ class FlagDecisions:
             if exp is not None and variant in exp.channels:
                 meta = {**meta, "channel": str(exp.channels[variant])}
             value = None if variant is None else self.flag.variants[variant]
-            if self.flag.type is ValueType.FLOAT and value.__class__ is int:
-                value = float(value)  # a float flag answers floats, whatever the file wrote
+            if (
+                self.flag.type is ValueType.FLOAT
+                and value.__class__ is int
+                and not self.flag.targeting
+            ):
+                # A native float flag answers floats, whatever the file wrote; a flagd flag
+                # keeps flagd's answers exactly (flagd returns the integer).
+                value = float(value)
             found = Decision(
                 self.flag.key, value, variant, reason, metadata=meta, version=self.version
             )

@@ -3,6 +3,7 @@
 from .conditions import All, AnyOf, Clock, Compare, Condition, Not, SegmentRef
 from .document import dump_flags, flagset_to_raw
 from .errors import FlagsValidationError, ValidationIssue
+from .flagd import export_flagd, import_flagd
 from .flags import (
     Channel,
     Experiment,
@@ -38,7 +39,9 @@ __all__ = [
     "ValidationIssue",
     "ValueType",
     "dump_flags",
+    "export_flagd",
     "flagset_to_raw",
+    "import_flagd",
     "load_flags",
     "load_flags_data",
     "load_flags_file",

@@ -12,7 +12,7 @@ CELL_FIELDS = (
     "exposures",  # attendees first exposed in this bucket
     "converters",  # of them, attendees who converted within the attribution window
     "revenue",  # Σ conversion value within the window
-    "revenue_sq",  # Σ value² (per conversion)
+    "revenue_sq",  # Σ over attendees of (their conversion value in the window)²
     "chat_n",  # chat items (messages and emoji) by exposed attendees after exposure
     "chat_sum",  # Σ valence of those items
     "chat_sq",  # Σ valence²

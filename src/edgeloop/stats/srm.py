@@ -24,8 +24,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from scipy import special
-
 SRM_ALPHA = 0.001
 SRM_CONCENTRATION = 100.0
 
@@ -75,7 +73,9 @@ def srm_check(
             chi2 += (o - e) ** 2 / e
         elif o > 0:
             chi2 = math.inf
-    p = float(special.chdtrc(len(observed) - 1, chi2))
+    from scipy.special import chdtrc  # imported on use: scipy costs start-up time
+
+    p = float(chdtrc(len(observed) - 1, chi2))
     seq = srm_sequential_p(observed, weights, concentration)
     return SrmResult(chi2, p, bool(p < alpha), seq, bool(seq < alpha))
 
