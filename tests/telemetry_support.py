@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -259,6 +260,35 @@ def find_in_files(root: Path, needles: Iterable[bytes]) -> list[tuple[str, bytes
     for path in files_under(root):
         data = path.read_bytes()
         found.extend((str(path.relative_to(root)), n) for n in wanted if n in data)
+    return found
+
+
+def raw_signal_timestamps(db_path: Path) -> list[float]:
+    """Every raw signal's timestamp found in an edge's raw-signal SQLite file, read directly
+    (not through the store's own counting): a ``ts`` column of per-signal rows, or the ``ts``
+    of each signal in JSON arrays stored per batch — whichever layout the store uses."""
+    found: list[float] = []
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            cursor = db.execute(f'SELECT * FROM "{table}"')
+            names = [c[0] for c in cursor.description]
+            for row in cursor:
+                if "ts" in names:
+                    found.append(float(row[names.index("ts")]))
+                    continue
+                for value in row:
+                    if not isinstance(value, bytes | str):
+                        continue
+                    try:
+                        items = json.loads(value)
+                    except ValueError:
+                        continue
+                    if isinstance(items, list):
+                        found.extend(float(i["ts"]) for i in items if isinstance(i, dict))
+    finally:
+        db.close()
     return found
 
 

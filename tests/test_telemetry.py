@@ -57,6 +57,7 @@ from telemetry_support import (
     leave,
     make_platform,
     offer_context,
+    raw_signal_timestamps,
     returned,
     sync_edge,
     wait_for,
@@ -211,6 +212,29 @@ def test_a_offer_is_pushed_by_exactly_the_signal_that_crosses_the_rule_boundary(
         p.close()
 
 
+def test_a_hostile_frames_on_the_attach_socket_get_an_error_not_a_dead_socket(
+    platform: Platform,
+) -> None:
+    """Regression: JSON nested past msgspec's limit raised RecursionError in the socket handler
+    (and in decode_batch): the socket died (POST /v1/signals answered 500)."""
+    me = attendee_id()
+    deep = "[" * 5000 + "]" * 5000
+    with ServerThread(create_edge_app(platform.node), name="edge") as edge, _ws(edge.url) as ws:
+        _attach(ws, offer_context(me))
+        ws.send(deep)
+        assert json.loads(ws.recv(timeout=5)) == {"type": "error", "message": "not JSON"}
+        ws.send('{"type": "signals", "signals": [%s]}' % ("[" * 990 + "]" * 990))
+        reply = json.loads(ws.recv(timeout=5))
+        assert reply["type"] in ("error", "rejected")
+        # Still attached and served.
+        ws.send(json.dumps({"type": "signals", "signals": [join(me, platform.clock())]}))
+        assert _until_barrier(ws) == []
+        assert platform.node.sessions.get(me) is not None
+        with httpx.Client(base_url=edge.url, timeout=5, trust_env=False) as http:
+            response = http.post("/v1/signals", content=deep.encode())
+            assert response.status_code == 400
+
+
 # a simulated event ------------------------------------------------------------------------------
 
 
@@ -223,14 +247,15 @@ def run_event(
     ship_every_min: int = 10,
     sink: Any = None,
     keys: Any = None,
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """Minute by minute: attendees join and react, are decided for a minute later (the offer's
     gate), chat, hover, convert, leave and come back; aggregates ship every few minutes."""
     if sink is None:
         sink, keys = local_telemetry(p.plane, p.clock)
     start = {a: rng.randrange(0, minutes - 30) for a in attendees}
     country = {a: rng.choice(["US", "US", "CA", "GB", "DE", "BR"]) for a in attendees}
-    counts = {"signals": 0, "decisions": 0, "conversions": 0, "returns": 0}
+    counts: dict[str, Any] = {"signals": 0, "decisions": 0, "conversions": 0, "returns": 0}
+    counts["raw"] = raw = []
     for minute in range(minutes):
         now = p.clock.set(T0 + 60 * minute)
         signals: list[dict[str, Any]] = []
@@ -257,6 +282,7 @@ def run_event(
             result = p.node.ingest(batch(*signals), now)
             assert result.rejected == []
             counts["signals"] += result.accepted
+            raw += signals
         for a in decide:
             p.node.decide(offer_context(a, country[a]), None, now)
             counts["decisions"] += 1
@@ -317,13 +343,20 @@ def test_b_no_raw_attendee_id_reaches_any_file_the_control_plane_wrote(tmp_path:
         assert total == counts["signals"]
         cutoff = end - retention
         assert node.raw_signals.count(before=cutoff) > 0
+        assert sorted(raw_signal_timestamps(node.raw_signals.path)) == sorted(
+            s["ts"] for s in counts["raw"]
+        )
         removed = node.purge(end)
         assert removed > 0
         assert node.raw_signals.count(before=cutoff) == 0
-        assert 0 < node.raw_signals.count() == total - removed  # the last hour is kept
+        # Read back directly: not one raw signal older than the window is left.
+        left = raw_signal_timestamps(node.raw_signals.path)
+        assert left and min(left) >= cutoff
+        assert len(left) == node.raw_signals.count() == total - removed
+        assert max(left) == max(s["ts"] for s in counts["raw"])  # the last hour is kept
         later = end + retention + 1
         node.purge(later)
-        assert node.raw_signals.count(before=later - retention) == 0
+        assert raw_signal_timestamps(node.raw_signals.path) == []
         assert node.raw_signals.count() == 0
         assert node.telemetry.exposures == {}  # attribution windows closed long ago
         assert node.telemetry.by_attendee == {}

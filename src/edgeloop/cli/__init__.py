@@ -197,9 +197,7 @@ def demo(
     if found is None or found.experiment is None:
         err.print(f"{file} has no experiment flag {flag!r}")
         raise typer.Exit(1)
-    # emosent configures the root logger (INFO, stderr) at import; the demo prints what matters
-    # itself, so only errors get through while it runs.
-    logging.getLogger().setLevel(logging.WARNING)
+    # The demo prints what matters itself (the loop's trips included): only errors get through.
     logging.getLogger("edgeloop").setLevel(logging.ERROR)
     # Throwaway state goes to a RAM-backed directory where there is one: the demo commits
     # thousands of small SQLite transactions and need not wait for a disk to sync each.

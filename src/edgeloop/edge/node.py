@@ -263,7 +263,8 @@ class EdgeNode:
         self.metrics.sessions = len(self.sessions)
         self.metrics.signals_accepted += len(batch.accepted)
         self.metrics.signals_rejected += len(batch.rejected)
-        self._touched.update(touched)
+        if self.by_attendee:  # only attendees someone is attached for can need a push
+            self._touched.update(a for a in touched if a in self.by_attendee)
         return IngestResult(len(batch.accepted), [(r.index, r.reason) for r in batch.rejected])
 
     def _apply_signal(self, signal: Signal) -> str | None:
@@ -354,6 +355,7 @@ class EdgeNode:
             sent += 1
         self.metrics.batches_shipped += sent
         self.metrics.outbox_depth = len(self.outbox)
+        self.metrics.outbox_full = self.outbox.full()
         return sent
 
     # push --------------------------------------------------------------------------------
