@@ -306,6 +306,14 @@ class EdgeNode:
 
     # telemetry housekeeping and shipping ------------------------------------------------------
 
+    def _note_outbox(self, *, full: bool) -> None:
+        """The outbox-full gauge, and one log line each time the outbox fills."""
+        if full and not self.metrics.outbox_full and self.outbox is not None:
+            log.warning(
+                "aggregate outbox full (%d batches): holding deltas in memory", len(self.outbox)
+            )
+        self.metrics.outbox_full = full
+
     def purge(self, now: float) -> int:
         """Enforce the retention window on everything raw this edge holds."""
         cutoff = now - self.retention_s
@@ -333,13 +341,8 @@ class EdgeNode:
         self.keys = {k: v for k, v in self.keys.items() if k in live}
         self.telemetry.drop_records_except(live)
         if self.outbox.full():
-            if not self.metrics.outbox_full:
-                log.warning(
-                    "aggregate outbox full (%d batches): holding deltas in memory", len(self.outbox)
-                )
-            self.metrics.outbox_full = True
+            self._note_outbox(full=True)
         else:
-            self.metrics.outbox_full = False
             batch = self.telemetry.take_batch(self.edge_id, self.keys, now)
             if batch is not None:
                 self.outbox.put(batch)
@@ -355,7 +358,7 @@ class EdgeNode:
             sent += 1
         self.metrics.batches_shipped += sent
         self.metrics.outbox_depth = len(self.outbox)
-        self.metrics.outbox_full = self.outbox.full()
+        self._note_outbox(full=self.outbox.full())
         return sent
 
     # push --------------------------------------------------------------------------------
