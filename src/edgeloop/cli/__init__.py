@@ -498,12 +498,16 @@ class _MicroEventDemo:
         out.print(
             f"{summary.attendees:,} attendees, {summary.signals_sent:,} signals, "
             f"{summary.decisions:,} decisions, {self.ticks} guardrail looks; "
-            f"{(self.now - self.spec.start) / 86400:.0f} event days in {elapsed:.0f} s of wall time"
+            f"{self._span()} of event time in {elapsed:.0f} s of wall time"
         )
         out.print(
             "written: " + ", ".join(str(p) for p in [*charts, out_dir / "report.json"]),
             highlight=False,
         )
+
+    def _span(self) -> str:
+        seconds = self.now - self.spec.start
+        return f"{seconds / 86400:.0f} days" if seconds >= 4 * 86400 else _event_time(seconds)
 
     def _table(self, flag: Any, report: Any, trips: dict[str, Any]) -> Table:
         """One row per variant; each estimate over its always-valid 95 % interval."""
@@ -670,7 +674,9 @@ class _MicroEventDemo:
         bottom.axhline(-0.15, color="grey", linestyle="--", linewidth=1)
         bottom.annotate("rollback threshold −15 %", (0, -0.15), fontsize=8, va="bottom")
         bottom.set_ylim(-0.8, 0.8)
-        bottom.set_title("sentiment.change vs control, always-valid 95 % interval, at each look")
+        bottom.set_title(
+            "sentiment.change vs control of attendees exposed up to each look (always-valid 95 %)"
+        )
         bottom.set_xlabel("event hours")
         bottom.yaxis.set_major_formatter(PercentFormatter(1.0))
         bottom.legend(loc="lower right", fontsize=8)
@@ -706,7 +712,9 @@ class _MicroEventDemo:
         bottom.axhline(0.03, color="grey", linestyle="--", linewidth=1)
         bottom.axhline(0.0, color="black", linewidth=0.5)
         bottom.set_ylim(-1, 1)
-        bottom.set_title("conversion.lift vs control, always-valid 95 % interval, at each look")
+        bottom.set_title(
+            "conversion.lift vs control of attendees exposed up to each look (always-valid 95 %)"
+        )
         bottom.set_xlabel("event hours")
         bottom.yaxis.set_major_formatter(PercentFormatter(1.0))
         bottom.legend(loc="lower right", fontsize=8)

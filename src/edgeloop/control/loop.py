@@ -84,14 +84,17 @@ class DecisionLoop:
 
     # one experiment ------------------------------------------------------------------------
 
-    def report_for(self, flag: Flag, now: float) -> ExperimentReport:
+    def report_for(self, flag: Flag, now: float, *, retention: bool = True) -> ExperimentReport:
+        """The experiment's report; ``retention=False`` skips reading the per-attendee records
+        (what the loop does when no rule of the experiment compares retention)."""
         exp = flag.experiment
         assert exp is not None
         weights = _split_weights(flag)
         control = flag.control_variant or next(iter(weights), "")
         store = self.plane.store
         cells = store.aggregate_cells(exp.key)
-        report = build_report(exp.key, control, weights, cells, store.unit_records(exp.key), now)
+        records = store.unit_records(exp.key) if retention else []
+        report = build_report(exp.key, control, weights, cells, records, now)
         timeline = self._weight_timeline(flag.key)
         if len({_shares(w) for _, w in timeline}) > 1:
             # The split changed while attendees arrived: compare each time bucket's arrivals
@@ -116,7 +119,10 @@ class DecisionLoop:
     def _check(self, flag: Flag, now: float) -> list[LoopAction]:
         exp = flag.experiment
         assert exp is not None
-        report = self.report_for(flag, now)
+        uses_retention = any(
+            c.metric.startswith("retention_") for g in exp.rules for c in g.rule.comparisons
+        )
+        report = self.report_for(flag, now, retention=uses_retention)
         trips = self.plane.store.trips(exp.key)
         done = {(t.rule, t.variant) for t in trips}
         if report.srm.sequential_mismatch and (SRM_RULE, "*") not in done:

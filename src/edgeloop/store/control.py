@@ -280,7 +280,10 @@ class SqliteControlStore:
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        # WAL + NORMAL: a commit survives a crash of the process, not a power cut of the host (the
+        # last transactions may be lost then); FULL would fsync every change and every ingested
+        # batch, which holds a kill switch back by a disk flush. Fleets use PostgreSQL.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         # Deleted rows (a destroyed experiment key) are overwritten on disk, not just unlinked.
         self._db.execute("PRAGMA secure_delete=ON")
