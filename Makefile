@@ -35,7 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/report.py
 	$(BIN)/python bench/guardrails.py
-	$(BIN)/python bench/http.py
+	$(BIN)/python bench/http_load.py
 	$(BIN)/python bench/propagation.py
 
 clean:

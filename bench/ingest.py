@@ -42,9 +42,6 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-# Run as a script, bench/ is first on sys.path, and bench/http.py would shadow the standard
-# library's http package (which httpx, imported by edgeloop, needs).
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
 RESULTS = BENCH / "results" / "ingest.json"
 MARKDOWN = BENCH / "results" / "ingest.md"
 JOB_TIMEOUT_S = 600
