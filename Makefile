@@ -29,7 +29,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 
 # Benchmarks (not tests): each prints a table and writes bench/results/*.json and *.md.
-bench: $(STAMP)
+bench: $(STAMP) bench/unleash-proxy/node_modules
+	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python bench/eval.py
 	$(BIN)/python bench/ingest.py
@@ -37,6 +38,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/guardrails.py
 	$(BIN)/python bench/http_load.py
 	$(BIN)/python bench/propagation.py
+
+bench/unleash-proxy/node_modules: bench/unleash-proxy/package-lock.json
+	cd bench/unleash-proxy && npm ci --silent --no-audit --no-fund
+	touch $@
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis
