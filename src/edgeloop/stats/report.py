@@ -171,12 +171,10 @@ def retention_by_variant(
         slot[by_hash] = np.searchsorted(sorted_hashes, ret_hashes[by_hash])
         slot = np.minimum(slot, n - 1)
         ret_id = np.where(sorted_hashes[slot] == ret_hashes, order[slot], -1)
-        wrong = [  # a different alias with the same hash
-            j
-            for j, (i, a) in enumerate(zip(ret_id.tolist(), ret_aliases, strict=True))
-            if i >= 0 and aliases[i] != a
-        ]
-        ret_id[wrong] = -1
+        hit = np.flatnonzero(ret_id >= 0)
+        exp_text = np.array(aliases, dtype=object)[ret_id[hit]]
+        same = exp_text == np.array(ret_aliases, dtype=object)[hit]  # compared in C
+        ret_id[hit[~np.asarray(same, dtype=bool)]] = -1  # a different alias, the same hash
     known = ret_id >= 0
     ret_id, ret_at = ret_id[known], ret_at[known]
     base = at[ret_id]
