@@ -135,18 +135,21 @@ class DecideHandlers:
             return unavailable
         clock = node.clock
         started = clock()
-        encoded = node.encoded
+        encoded_all = node.encoded_all
         if req.context is not None:
-            decided = node.decide(req.context, req.flags, started)
+            decided = encoded_all(node.decide(req.context, req.flags, started))
             payload: dict[str, Any] = {
                 "version": node.version,
-                "decisions": {k: encoded(d).full for k, d in decided.items()},
+                "decisions": {k: e.full for k, e in decided.items()},
             }
         else:
             payload = {
                 "version": node.version,
                 "results": [
-                    {k: encoded(d).full for k, d in node.decide(ctx, req.flags, started).items()}
+                    {
+                        k: e.full
+                        for k, e in encoded_all(node.decide(ctx, req.flags, started)).items()
+                    }
                     for ctx in req.contexts or ()
                 ],
             }
@@ -184,10 +187,9 @@ class DecideHandlers:
             return unavailable
         started = node.clock()
         decisions = node.decide(context, None, started)
-        encoded = node.encoded
         content = _encode(
             {
-                "flags": [encoded(d).ofrep for d in decisions.values()],
+                "flags": [e.ofrep for e in node.encoded_all(decisions).values()],
                 "metadata": {"version": node.version},
             }
         )

@@ -196,7 +196,14 @@ def evaluate_all(
     """Decide every flag (or the listed ones) for one context."""
     out: dict[str, Decision] = {}
     runs = snapshot.runs
-    for key in runs if keys is None else keys:
+    if keys is None:  # every flag: no lookups (this loop is the whole of an evaluate-all)
+        for key, run in runs.items():
+            try:
+                out[key] = run(context, now)
+            except Exception as exc:
+                out[key] = _failed(snapshot, key, context, exc)
+        return out
+    for key in keys:
         run = runs.get(key)
         if run is None:
             out[key] = _not_found(snapshot, key)
