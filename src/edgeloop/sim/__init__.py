@@ -2,11 +2,9 @@
 
 ``event``: the simulator (:class:`MicroEventSimulator`), its specification (:class:`EventSpec`,
 :class:`VariantEffect`, …) and targets (:class:`InProcessTarget`, :class:`HttpTarget`);
-``scenarios``: the seed's A/B/C micro-event used by ``edgeloop demo``; ``audience``: a static
-seeded audience of evaluation contexts (for engine benchmarks).
+``scenarios``: the seed's A/B/C micro-event used by ``edgeloop demo``.
 """
 
-from .audience import Attendee, simulate_audience
 from .event import (
     DEFAULT_AUDIENCE,
     AttendeeState,
@@ -30,7 +28,6 @@ __all__ = [
     "DEFAULT_AUDIENCE",
     "EVENT_START",
     "SEED_MATRIX",
-    "Attendee",
     "AttendeeState",
     "DailyCycle",
     "EventSpec",
@@ -47,5 +44,4 @@ __all__ = [
     "VariantOutcome",
     "harmless_copy",
     "seed_matrix_event",
-    "simulate_audience",
 ]

@@ -818,25 +818,3 @@ def _valence_range() -> tuple[float, float]:
     lo = max(_medium_mean("negative", "emoji"), _medium_mean("negative", "text"))
     hi = min(_medium_mean("positive", "emoji"), _medium_mean("positive", "text"))
     return (1 - NEUTRAL_SHARE) * lo, (1 - NEUTRAL_SHARE) * hi
-
-
-__all__ = [
-    "COUNTRIES",
-    "DEFAULT_AUDIENCE",
-    "PALETTE",
-    "AttendeeState",
-    "DailyCycle",
-    "EventSpec",
-    "HttpTarget",
-    "InProcessTarget",
-    "MicroEventSimulator",
-    "RetentionCurve",
-    "Segment",
-    "SendResult",
-    "Served",
-    "SimSummary",
-    "SimTarget",
-    "VariantEffect",
-    "VariantOutcome",
-    "mood_means",
-]
