@@ -3,8 +3,8 @@
 - builders for signals (plain dicts, exactly what a client would POST) and batch bodies;
 - ``Platform``: the embedded platform in-process — a control plane and an edge node, each with
   its own data directory so a test can tell which files which side wrote;
-- ``ServerThread``: an ASGI app on a real uvicorn (127.0.0.1) in a thread of its own, stoppable
-  and restartable on the same port;
+- ``ServerThread`` (from edge_support): an ASGI app on a real uvicorn (127.0.0.1) in a thread,
+  stoppable gracefully or like a crashed process, restartable on the same port;
 - probes: summed aggregates on both sides, and a byte search through every file under a folder.
 
 Every wait is bounded.
@@ -13,9 +13,7 @@ Every wait is bounded.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import socket
 import sqlite3
 import threading
 import time
@@ -24,8 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
+import edge_support
 from edgeloop.cli.services import open_control, open_edge
 from edgeloop.control import ControlPlane, Principal, Role
 from edgeloop.edge import EdgeNode
@@ -292,92 +289,6 @@ def raw_signal_timestamps(db_path: Path) -> list[float]:
     return found
 
 
-# a real server in a thread ---------------------------------------------------------------------
+# a real server in a thread: the one edge_support provides ----------------------------------------
 
-
-def bind(port: int = 0) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    return sock
-
-
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Any:
-        yield
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        # Like a killed process: the listener goes, open connections are dropped.
-        for server in self.servers:
-            server.close()
-        for connection in list(self.server_state.connections):
-            connection.transport.abort()
-        await super().shutdown(sockets)
-
-
-class ServerThread:
-    """An ASGI app on uvicorn at 127.0.0.1:``port`` (0: a free one), in its own thread."""
-
-    def __init__(self, app: Any, *, port: int = 0, name: str = "server") -> None:
-        self.sock = bind(port)
-        self.port: int = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.name = name
-        self.server = _Server(
-            uvicorn.Config(
-                app,
-                log_level="warning",
-                http="httptools",
-                ws="websockets-sansio",
-                lifespan="off",
-                access_log=False,
-                timeout_graceful_shutdown=1,
-            )
-        )
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.errors: list[BaseException] = []
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self.loop = loop
-        try:
-            loop.run_until_complete(self.server.serve(sockets=[self.sock]))
-        except BaseException as exc:
-            self.errors.append(exc)
-        finally:
-            loop.close()
-
-    def start(self, timeout: float = 10.0) -> ServerThread:
-        self._thread.start()
-        wait_until(
-            lambda: self.server.started or not self._thread.is_alive(),
-            timeout,
-            what=f"{self.name} to start",
-        )
-        if not self.server.started:
-            raise RuntimeError(f"{self.name} failed to start: {self.errors}")
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self._thread.is_alive():
-            assert self.loop is not None
-
-            def request() -> None:
-                self.server.should_exit = True
-
-            with contextlib.suppress(RuntimeError):
-                self.loop.call_soon_threadsafe(request)
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                raise AssertionError(f"{self.name} did not stop within {timeout} s")
-        self.sock.close()
-        if self.errors:
-            raise AssertionError(f"{self.name} failed: {self.errors!r}")
-
-    def __enter__(self) -> ServerThread:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+ServerThread = edge_support.ServerThread

@@ -596,7 +596,7 @@ def test_d_control_plane_crash_mid_event_none_lost_none_doubled(tmp_path: Path) 
         assert len(exposure_records) == 170  # user-level records: once each as well
         assert len({r.pseudonym for r in exposure_records}) == 170
     finally:
-        state["server"].stop()
+        state["server"].stop(crash=True)  # like a killed process
         state["plane"].store.close()
         close_edge(node)
 
