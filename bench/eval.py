@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +38,7 @@ from peers.harness import (
     DEFAULT_REPEATS,
     DEFAULT_TARGET_MS,
     IN_MARKET_SHARE,
+    run_json_job,
 )
 
 BENCH = Path(__file__).resolve().parent
@@ -92,30 +92,7 @@ def run_module(module: str, args: Sequence[str]) -> dict[str, Any]:
         f"import runpy, sys; sys.path.append({str(BENCH)!r}); "
         f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
     )
-    # A fixed hash seed gives every run the same dict and set layouts: runs stay comparable.
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    started = time.perf_counter()
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-P", "-c", launch, *args],
-            cwd=BENCH,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=JOB_TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return {"ok": False, "error": f"timed out after {JOB_TIMEOUT_S} s"}
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    try:
-        result: dict[str, Any] = json.loads(lines[-1])
-    except (IndexError, json.JSONDecodeError):
-        result = {"ok": False, "error": f"no JSON result (exit status {proc.returncode})"}
-    if not result.get("ok"):
-        result["stderr_tail"] = proc.stderr.splitlines()[-15:]
-    result["wall_s"] = round(time.perf_counter() - started, 1)
-    return result
+    return run_json_job([sys.executable, "-P", "-c", launch, *args], BENCH, JOB_TIMEOUT_S)
 
 
 def run_job(name: str, module: str, args: Sequence[str]) -> dict[str, Any]:

@@ -32,13 +32,14 @@ import os
 import platform
 import pstats
 import random
-import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
+
+from peers.harness import run_json_job
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -326,28 +327,8 @@ def worker_memory(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_worker(argv: list[str]) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    started = time.perf_counter()
-    try:
-        proc = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), "--worker", *argv],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=JOB_TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return {"ok": False, "error": f"timed out after {JOB_TIMEOUT_S} s"}
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    try:
-        result: dict[str, Any] = json.loads(lines[-1])
-    except (IndexError, json.JSONDecodeError):
-        result = {"ok": False, "error": f"no JSON result (exit status {proc.returncode})"}
-        result["stderr_tail"] = proc.stderr.splitlines()[-20:]
-    result["wall_s"] = round(time.perf_counter() - started, 1)
-    return result
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", *argv]
+    return run_json_job(command, REPO, JOB_TIMEOUT_S, stderr_lines=20)
 
 
 def _cpu_model() -> str:

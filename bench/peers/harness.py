@@ -30,14 +30,16 @@ import platform
 import random
 import resource
 import statistics
+import subprocess
 import sys
 import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from .flags import CONTROL, MARKETS, OTHER_COUNTRIES, SPLIT, SPLIT_TOTAL
@@ -382,3 +384,34 @@ def run_main(
     result["network_attempts"] = guard.attempts
     print(json.dumps(result))
     sys.exit(0 if result["ok"] else 1)
+
+
+def run_json_job(
+    command: Sequence[str], cwd: Path, timeout_s: float, stderr_lines: int = 15
+) -> dict[str, Any]:
+    """Run a benchmark worker with a fixed hash seed (same dict and set layouts every run, so
+    runs stay comparable) and return the JSON object it prints last, plus its wall time; a
+    worker that fails or prints no JSON gives ``{"ok": False, ...}`` with its stderr's tail."""
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    started = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            list(command),
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "error": f"timed out after {timeout_s} s"}
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    try:
+        result: dict[str, Any] = json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        result = {"ok": False, "error": f"no JSON result (exit status {proc.returncode})"}
+    if not result.get("ok"):
+        result["stderr_tail"] = proc.stderr.splitlines()[-stderr_lines:]
+    result["wall_s"] = round(time.perf_counter() - started, 1)
+    return result
