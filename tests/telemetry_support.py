@@ -61,23 +61,11 @@ class FakeClock:
             return now
 
 
-def wait_until(
-    predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01, what: str = ""
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(interval)
-
-
 async def wait_for(
     predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01, what: str = ""
 ) -> Any:
-    """``wait_until`` for code running on an event loop (the loop keeps running meanwhile)."""
+    """Poll ``predicate`` from code on an event loop (which keeps running meanwhile) until it
+    returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         result = predicate()
